@@ -1,0 +1,354 @@
+"""The anyio shell that drives a :class:`YamuxSession` over one secure ByteStream.
+
+Three tasks serve a connection while :meth:`YamuxConnection.run` runs: a reader that feeds
+the session and dispatches its events, a writer that sends whatever the session queued
+(several frames per write), and a keepalive timer. The reader never waits for the writer,
+so two peers sending bulk data to each other cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from p2pstack.attributes import P2PAttribute
+from p2pstack.errors import LocalProtocolError, RemoteProtocolError, StreamReset
+from p2pstack.muxer.abc import MuxedConnection, MuxedStream, StreamMuxer
+from p2pstack.muxer.yamux import session as ev
+from p2pstack.muxer.yamux.frame import GoAwayCode
+from p2pstack.muxer.yamux.session import YamuxSession
+from p2pstack.muxer.yamux.stream import YamuxStream
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_ID = "/yamux/1.0.0"
+#: go-yamux's accept backlog: streams the application has not accepted yet.
+ACCEPT_BACKLOG = 256
+#: The writer lets senders queue this much before they wait for it.
+WRITE_HIGH_WATER = 512 * 1024
+#: How long a polite close may take (flushing the GoAway) before the socket is dropped.
+CLOSE_GRACE = 2.0
+RECEIVE_SIZE = 256 * 1024
+
+
+class YamuxConnection(MuxedConnection):
+    """A yamux session over ``secure``. Start it with ``await tg.start(conn.run)``."""
+
+    def __init__(
+        self, secure: anyio.abc.ByteStream, is_client: bool, session: YamuxSession | None = None
+    ) -> None:
+        self._secure = secure
+        self._core = session if session is not None else YamuxSession(is_client)
+        self._streams: dict[int, YamuxStream] = {}
+        send, receive = anyio.create_memory_object_stream[YamuxStream](ACCEPT_BACKLOG)
+        self._accept_send: MemoryObjectSendStream[YamuxStream] = send
+        self._accept_receive: MemoryObjectReceiveStream[YamuxStream] = receive
+        self._write_waiter: anyio.Event | None = None
+        self._room_waiter: anyio.Event | None = None
+        self._open_waiter: anyio.Event | None = None
+        self._closed = False
+        self._error: BaseException | None = None
+        self._send_lock = anyio.Lock()
+        self._ping_waiters: dict[int, anyio.Event] = {}
+        self._cancel: anyio.CancelScope | None = None
+        self.rtt: float | None = None
+        attrs: dict[Any, Callable[[], Any]] = {**secure.extra_attributes}
+        attrs[P2PAttribute.muxer_protocol] = lambda: PROTOCOL_ID
+        self._attrs: Mapping[Any, Callable[[], Any]] = attrs
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._attrs
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._cancel = tg.cancel_scope
+                tg.start_soon(self._writer)
+                tg.start_soon(self._keepalive)
+                task_status.started()
+                await self._reader()
+                tg.cancel_scope.cancel()
+        finally:
+            await self._shutdown()
+
+    async def open_stream(self) -> YamuxStream:
+        while True:
+            self._check_alive()
+            core = self._core
+            if core.remote_go_away is not None or core.local_go_away:
+                raise anyio.BrokenResourceError("yamux session is going away")
+            if core.can_open_stream():
+                break
+            waiter = self._open_waiter = anyio.Event()
+            await waiter.wait()
+        sid = core.open_stream()
+        stream = YamuxStream(self, sid, outbound=True)
+        self._streams[sid] = stream
+        self._wake_writer()
+        await anyio.lowlevel.checkpoint()
+        return stream
+
+    async def accept_stream(self) -> MuxedStream:
+        try:
+            return await self._accept_receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise anyio.EndOfStream from self._error
+
+    async def ping(self) -> float:
+        """Round-trip a yamux ping; returns the RTT in seconds."""
+        self._check_alive()
+        done = anyio.Event()
+        opaque = self._core.ping(anyio.current_time())
+        self._ping_waiters[opaque] = done
+        self._wake_writer()
+        try:
+            await done.wait()
+        finally:
+            self._ping_waiters.pop(opaque, None)
+        self._check_alive()
+        assert self.rtt is not None
+        return self.rtt
+
+    async def aclose(self) -> None:
+        """GoAway, a bounded flush, then close the secure stream; streams become broken."""
+        if not self._closed:
+            self._closed = True
+            self._core.terminate(GoAwayCode.NORMAL)
+            if self._error is None:
+                self._error = anyio.BrokenResourceError("connection closed")
+            self._fail_all()
+            with anyio.move_on_after(CLOSE_GRACE, shield=True):
+                await self._flush_now()
+            if self._cancel is not None:
+                self._cancel.cancel()
+        await anyio.aclose_forcefully(self._secure)
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _reader(self) -> None:
+        core = self._core
+        receive = self._secure.receive
+        try:
+            while True:
+                data = await receive(RECEIVE_SIZE)
+                events = core.receive_data(data)
+                if events:
+                    self._dispatch(events)
+                if core.bytes_to_send:
+                    self._wake_writer()
+        except RemoteProtocolError as exc:
+            log.debug("yamux peer violated the protocol: %s", exc)
+            self._error = exc
+            self._closed = True
+            self._fail_all()
+            with anyio.move_on_after(CLOSE_GRACE, shield=True):
+                await self._flush_now()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            if self._error is None:
+                self._error = anyio.BrokenResourceError(f"connection lost: {exc!r}")
+        except Exception as exc:  # e.g. a secure channel's decryption failure
+            log.debug("yamux connection failed: %r", exc)
+            self._error = exc
+
+    async def _writer(self) -> None:
+        core = self._core
+        send = self._secure.send
+        try:
+            while True:
+                if core.bytes_to_send:
+                    async with self._send_lock:
+                        data = core.data_to_send()
+                        self._wake_room()
+                        await send(data)  # type: ignore[arg-type]  # bytes-like is fine
+                    continue
+                self._wake_room()
+                waiter = self._write_waiter = anyio.Event()
+                await waiter.wait()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self._error is None:
+                self._error = anyio.BrokenResourceError(f"connection lost while writing: {exc!r}")
+            if self._cancel is not None:
+                self._cancel.cancel()
+
+    async def _keepalive(self) -> None:
+        core = self._core
+        self._handle_events(core.handle_timer(anyio.current_time()))
+        while True:
+            deadline = core.next_timer()
+            if deadline is None:
+                await anyio.sleep_forever()
+            else:
+                await anyio.sleep_until(deadline)
+            self._handle_events(core.handle_timer(anyio.current_time()))
+
+    def _handle_events(self, events: list[ev.Event]) -> None:
+        if events:
+            self._dispatch(events)
+        if self._core.bytes_to_send:
+            self._wake_writer()
+
+    # ------------------------------------------------------------------ events
+
+    def _dispatch(self, events: list[ev.Event]) -> None:
+        streams = self._streams
+        for event in events:
+            if isinstance(event, ev.DataReceived):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_data(event.data)
+                else:  # closed locally: discard, but keep the peer's window open
+                    self._core.consume(event.stream_id, len(event.data), drained=True)
+            elif isinstance(event, ev.WindowOpened):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._wake_sender()
+            elif isinstance(event, ev.StreamOpened):
+                stream = YamuxStream(self, event.stream_id, outbound=False)
+                try:
+                    self._accept_send.send_nowait(stream)
+                except anyio.WouldBlock:
+                    self._core.reset_stream(event.stream_id)
+                else:
+                    streams[event.stream_id] = stream
+            elif isinstance(event, ev.StreamEnded):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_remote_end()
+            elif isinstance(event, ev.StreamReset):
+                stream = streams.pop(event.stream_id, None)
+                if stream is not None:
+                    stream._on_reset(StreamReset(0, remote=event.remote))
+            elif isinstance(event, (ev.StreamAcknowledged, ev.GoAwayReceived)):
+                self._wake_open()
+            elif isinstance(event, ev.PingAcknowledged):
+                if event.sent_at is not None:
+                    self.rtt = anyio.current_time() - event.sent_at
+                waiter = self._ping_waiters.pop(event.opaque, None)
+                if waiter is not None:
+                    waiter.set()
+            elif isinstance(event, ev.KeepaliveTimedOut):
+                self._error = anyio.BrokenResourceError("yamux keepalive timed out")
+                if self._cancel is not None:
+                    self._cancel.cancel()
+            # StreamRejected needs nothing: the session already reset it.
+
+    # ------------------------------------------------------------------ used by streams
+
+    def _check_alive(self) -> None:
+        if self._closed or self._core.terminated:
+            raise anyio.BrokenResourceError("yamux connection is closed") from self._error
+
+    def _send_data(self, sid: int, data: memoryview) -> int:
+        try:
+            n = self._core.send_data(sid, data)
+        except LocalProtocolError as exc:
+            raise anyio.BrokenResourceError(str(exc)) from self._error
+        if n:
+            self._wake_writer()
+        return n
+
+    async def _wait_writer_room(self) -> None:
+        while self._core.bytes_to_send > WRITE_HIGH_WATER:
+            self._check_alive()
+            waiter = self._room_waiter
+            if waiter is None:
+                waiter = self._room_waiter = anyio.Event()
+            await waiter.wait()
+        await anyio.lowlevel.checkpoint()
+
+    def _send_eof(self, sid: int) -> None:
+        self._core.send_eof(sid)
+        self._wake_writer()
+
+    def _reset_stream(self, sid: int) -> None:
+        self._streams.pop(sid, None)
+        if not self._core.terminated:
+            self._core.reset_stream(sid)
+            self._wake_writer()
+
+    def _consumed(self, sid: int, n: int, drained: bool) -> None:
+        core = self._core
+        core.consume(sid, n, drained=drained)
+        if core.bytes_to_send:
+            self._wake_writer()
+
+    def _forget_stream(self, sid: int) -> None:
+        self._streams.pop(sid, None)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _wake_writer(self) -> None:
+        waiter = self._write_waiter
+        if waiter is not None:
+            self._write_waiter = None
+            waiter.set()
+
+    def _wake_room(self) -> None:
+        waiter = self._room_waiter
+        if waiter is not None:
+            self._room_waiter = None
+            waiter.set()
+
+    def _wake_open(self) -> None:
+        waiter = self._open_waiter
+        if waiter is not None:
+            self._open_waiter = None
+            waiter.set()
+
+    async def _flush_now(self) -> None:
+        """Send what the session queued (a GoAway on close), waiting for the writer."""
+        try:
+            async with self._send_lock:
+                data = self._core.data_to_send()
+                if data:
+                    await self._secure.send(data)  # type: ignore[arg-type]
+        except Exception as exc:  # the connection is going down either way
+            log.debug("yamux flush on close failed: %r", exc)
+
+    def _fail_all(self) -> None:
+        error = self._error or anyio.BrokenResourceError("connection closed")
+        for stream in list(self._streams.values()):
+            stream._on_connection_lost(error)
+        self._streams.clear()
+        for waiter in self._ping_waiters.values():
+            waiter.set()
+        self._ping_waiters.clear()
+        self._wake_open()
+        self._wake_room()
+        self._accept_send.close()
+
+    async def _shutdown(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._core.terminate(GoAwayCode.NORMAL)
+            self._fail_all()
+            with anyio.move_on_after(CLOSE_GRACE, shield=True):
+                await self._flush_now()
+        await anyio.aclose_forcefully(self._secure)
+
+
+class Yamux(StreamMuxer):
+    """The ``/yamux/1.0.0`` muxer; ``session_options`` go to :class:`YamuxSession`."""
+
+    protocol_id = PROTOCOL_ID
+
+    def __init__(self, **session_options: Any) -> None:
+        self._options = session_options
+
+    def create(self, secure: anyio.abc.ByteStream, is_initiator: bool) -> YamuxConnection:
+        conn = YamuxConnection(secure, is_initiator, YamuxSession(is_initiator, **self._options))
+        return conn

@@ -1,0 +1,264 @@
+"""The swarm: listens, dials, keeps the connections per peer and serves their streams.
+
+One task per connection serves it (the muxer's ``run`` and an accept loop); every inbound
+stream is handed to ``stream_handler`` in that connection's task group, so closing a
+connection cancels what runs on it. A dial to a peer we are connected to returns the live
+connection; concurrent dials to one peer share one attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from multiaddr import Multiaddr
+
+from p2pstack.errors import ConfigError, DialError, ResourceLimitExceeded
+from p2pstack.identity import PeerID
+from p2pstack.muxer.abc import MuxedConnection, MuxedStream
+from p2pstack.network.connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionEvent,
+    ConnectionOpened,
+    Direction,
+)
+from p2pstack.transport.abc import Listener, Transport
+from p2pstack.upgrader import Upgrader
+
+log = logging.getLogger(__name__)
+
+StreamHandler = Callable[[Connection, MuxedStream], Coroutine[Any, Any, None]]
+ConnectionCallback = Callable[[Connection], None]
+
+#: A dial attempt to one address (TCP connect + upgrade) gives up after this long.
+DIAL_TIMEOUT = 15.0
+#: An inbound connection must finish its upgrade within this long.
+UPGRADE_TIMEOUT = 15.0
+EVENT_BUFFER = 256
+
+
+class Swarm:
+    def __init__(
+        self,
+        local_peer: PeerID,
+        transports: Sequence[Transport],
+        upgrader: Upgrader,
+        stream_handler: StreamHandler,
+        *,
+        max_connections: int = 1024,
+    ) -> None:
+        self.local_peer = local_peer
+        self.transports = list(transports)
+        self.upgrader = upgrader
+        self._stream_handler = stream_handler
+        self.max_connections = max_connections
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._listeners: list[Listener] = []
+        self._conns: dict[PeerID, list[Connection]] = {}
+        self._pending: dict[PeerID, anyio.Event] = {}
+        self._pending_errors: dict[PeerID, BaseException] = {}
+        self._subscribers: list[MemoryObjectSendStream[ConnectionEvent]] = []
+        #: called (synchronously) when a connection is up, and when it is gone
+        self.on_connection: list[ConnectionCallback] = []
+        self.on_disconnection: list[ConnectionCallback] = []
+        self.dropped_events = 0
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled; on the way out every listener and connection is closed."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._tg = None
+            with anyio.CancelScope(shield=True):
+                await self._close_all()
+
+    async def _close_all(self) -> None:
+        for listener in self._listeners:
+            await anyio.aclose_forcefully(listener)  # type: ignore[arg-type]
+        self._listeners.clear()
+        for conns in list(self._conns.values()):
+            for conn in list(conns):
+                with anyio.move_on_after(2):
+                    await conn.aclose()
+        for sub in self._subscribers:
+            sub.close()
+        self._subscribers.clear()
+
+    def _task_group(self) -> anyio.abc.TaskGroup:
+        if self._tg is None:
+            raise anyio.ClosedResourceError("the swarm is not running")
+        return self._tg
+
+    # ------------------------------------------------------------------ listening
+
+    async def listen(self, addr: Multiaddr) -> list[Multiaddr]:
+        tg = self._task_group()
+        for transport in self.transports:
+            if transport.can_listen(addr):
+                listener = await transport.listen(addr)
+                self._listeners.append(listener)
+                await tg.start(listener.serve, self._on_inbound)
+                return listener.addrs
+        raise ConfigError(f"no transport can listen on {addr}")
+
+    @property
+    def listen_addrs(self) -> list[Multiaddr]:
+        return [a for listener in self._listeners for a in listener.addrs]
+
+    async def _on_inbound(self, raw: anyio.abc.ByteStream) -> None:
+        if self.connection_count >= self.max_connections:
+            log.debug("refusing inbound connection: %d connections", self.connection_count)
+            await anyio.aclose_forcefully(raw)
+            return
+        try:
+            with anyio.fail_after(UPGRADE_TIMEOUT):
+                muxed = await self.upgrader.upgrade_inbound(raw)
+        except Exception as exc:
+            log.debug("inbound upgrade failed: %r", exc)
+            return
+        await self._serve(muxed, "inbound")
+
+    # ------------------------------------------------------------------ dialing
+
+    def connections(self, peer: PeerID | None = None) -> list[Connection]:
+        if peer is None:
+            return [c for conns in self._conns.values() for c in conns]
+        return [c for c in self._conns.get(peer, ()) if not c.is_closed]
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(conns) for conns in self._conns.values())
+
+    async def dial(self, peer: PeerID | None, addrs: Sequence[Multiaddr]) -> Connection:
+        """A connection to ``peer``: a live one if we have it, else a new one from ``addrs``
+        (tried in order). ``peer=None`` accepts whoever answers at the first address."""
+        if peer is not None:
+            if peer == self.local_peer:
+                raise DialError(peer, [(None, ConfigError("cannot dial ourselves"))])
+            while True:
+                live = self.connections(peer)
+                if live:
+                    return live[0]
+                pending = self._pending.get(peer)
+                if pending is None:
+                    break
+                await pending.wait()
+                error = self._pending_errors.get(peer)
+                if error is not None and not self.connections(peer):
+                    raise error
+        done = anyio.Event()
+        if peer is not None:
+            self._pending[peer] = done
+            self._pending_errors.pop(peer, None)
+        try:
+            return await self._dial_addrs(peer, addrs)
+        except BaseException as exc:
+            if peer is not None:
+                self._pending_errors[peer] = exc
+            raise
+        finally:
+            if peer is not None:
+                del self._pending[peer]
+            done.set()
+
+    async def _dial_addrs(self, peer: PeerID | None, addrs: Sequence[Multiaddr]) -> Connection:
+        attempts: list[tuple[object, BaseException]] = []
+        if self.connection_count >= self.max_connections:
+            raise ResourceLimitExceeded(f"{self.max_connections} connections open")
+        for addr in addrs:
+            transport = next((t for t in self.transports if t.can_dial(addr)), None)
+            if transport is None:
+                attempts.append((addr, ConfigError("no transport for this address")))
+                continue
+            try:
+                with anyio.fail_after(DIAL_TIMEOUT):
+                    raw = await transport.dial(addr)
+                    muxed = await self.upgrader.upgrade_outbound(raw, peer)
+            except Exception as exc:
+                attempts.append((addr, exc))
+                continue
+            conn: Connection = await self._task_group().start(self._serve, muxed, "outbound")
+            return conn
+        raise DialError(peer, attempts)
+
+    # ------------------------------------------------------------------ serving
+
+    async def _serve(
+        self,
+        muxed: MuxedConnection,
+        direction: Direction,
+        *,
+        task_status: anyio.abc.TaskStatus[Connection] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        conn = Connection(muxed, direction, anyio.current_time())
+        peer = conn.remote_peer
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(muxed.run)
+                self._conns.setdefault(peer, []).append(conn)
+                self._publish(ConnectionOpened(conn))
+                for callback in self.on_connection:
+                    callback(conn)
+                task_status.started(conn)
+                while True:
+                    try:
+                        stream = await muxed.accept_stream()
+                    except anyio.EndOfStream:
+                        break
+                    tg.start_soon(self._stream_handler, conn, stream)
+                tg.cancel_scope.cancel()
+        finally:
+            conns = self._conns.get(peer)
+            if conns is not None and conn in conns:
+                conns.remove(conn)
+                if not conns:
+                    del self._conns[peer]
+                self._publish(ConnectionClosed(conn))
+                for callback in self.on_disconnection:
+                    callback(conn)
+            with anyio.CancelScope(shield=True):
+                await muxed.aclose()
+
+    async def close_peer(self, peer: PeerID) -> None:
+        for conn in list(self._conns.get(peer, ())):
+            await conn.aclose()
+
+    # ------------------------------------------------------------------ events
+
+    @asynccontextmanager
+    async def events(
+        self, buffer: int = EVENT_BUFFER
+    ) -> AsyncIterator[MemoryObjectReceiveStream[ConnectionEvent]]:
+        """Subscribe to connection events. A subscriber that falls ``buffer`` events behind
+        misses events (counted in ``dropped_events``) rather than slowing the swarm."""
+        send, receive = anyio.create_memory_object_stream[ConnectionEvent](buffer)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+            send.close()
+
+    def _publish(self, event: ConnectionEvent) -> None:
+        for sub in list(self._subscribers):
+            try:
+                sub.send_nowait(event)
+            except anyio.WouldBlock:
+                self.dropped_events += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.remove(sub)

@@ -1,0 +1,1 @@
+"""Protocols served over host streams: ping, identify, perf, echo."""

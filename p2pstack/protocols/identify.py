@@ -1,0 +1,129 @@
+"""``/ipfs/id/1.0.0`` and ``/ipfs/id/push/1.0.0`` (libp2p/specs identify/identify.md).
+
+On every new connection each side asks the other who it is: the listener of an identify
+stream writes one uvarint-length-prefixed ``Identify`` protobuf and closes. A push stream
+carries the same message the other way, unasked, when our protocols or addresses change.
+We read messages until EOF and merge them (go may split a large one in two), refusing more
+than :data:`MAX_MESSAGE_SIZE` per message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+from google.protobuf.message import DecodeError
+from multiaddr import Multiaddr
+
+from p2pstack.errors import InvalidKeyError, RemoteProtocolError
+from p2pstack.framing import LengthPrefixedDecoder, encode_length_prefixed
+from p2pstack.identity import PeerID, PublicKey, decode_public_key
+from p2pstack.pb import identify_pb2
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_ID = "/ipfs/id/1.0.0"
+PUSH_PROTOCOL_ID = "/ipfs/id/push/1.0.0"
+PROTOCOL_VERSION = "ipfs/0.1.0"
+#: go and rust cap one identify message at a few KiB; we accept up to 64 KiB.
+MAX_MESSAGE_SIZE = 64 * 1024
+MAX_MESSAGES = 4
+
+
+@dataclass(slots=True)
+class IdentifyInfo:
+    """What a peer told us about itself. Unparseable addresses are skipped, not fatal."""
+
+    public_key: PublicKey | None = None
+    listen_addrs: list[Multiaddr] = field(default_factory=list)
+    observed_addr: Multiaddr | None = None
+    protocols: list[str] = field(default_factory=list)
+    protocol_version: str | None = None
+    agent_version: str | None = None
+    signed_peer_record: bytes | None = None
+
+    @property
+    def peer_id(self) -> PeerID | None:
+        return PeerID.from_public_key(self.public_key) if self.public_key else None
+
+
+def encode_identify(
+    public_key: PublicKey,
+    listen_addrs: list[Multiaddr],
+    protocols: list[str],
+    observed_addr: Multiaddr | None,
+    agent_version: str,
+    protocol_version: str = PROTOCOL_VERSION,
+) -> bytes:
+    msg = identify_pb2.Identify(
+        protocolVersion=protocol_version,
+        agentVersion=agent_version,
+        publicKey=public_key.encode(),
+        listenAddrs=[a.to_bytes() for a in listen_addrs],
+        protocols=protocols,
+    )
+    if observed_addr is not None:
+        msg.observedAddr = observed_addr.to_bytes()
+    return msg.SerializeToString()
+
+
+def _addr(data: bytes) -> Multiaddr | None:
+    try:
+        return Multiaddr(data)
+    except Exception:  # py-multiaddr raises several types for unknown codes or bad bytes
+        return None
+
+
+def merge_identify(info: IdentifyInfo, body: bytes) -> None:
+    """Merge one encoded ``Identify`` into ``info`` (later fields win, lists replace)."""
+    try:
+        msg = identify_pb2.Identify.FromString(body)
+    except DecodeError as exc:
+        raise RemoteProtocolError(f"undecodable identify message: {exc}") from exc
+    if msg.HasField("publicKey"):
+        try:
+            info.public_key = decode_public_key(msg.publicKey)
+        except InvalidKeyError as exc:
+            raise RemoteProtocolError(f"bad public key in identify: {exc}") from exc
+    if msg.listenAddrs:
+        info.listen_addrs = [a for a in map(_addr, msg.listenAddrs) if a is not None]
+    if msg.HasField("observedAddr"):
+        info.observed_addr = _addr(msg.observedAddr)
+    if msg.protocols:
+        info.protocols = list(msg.protocols)
+    if msg.HasField("protocolVersion"):
+        info.protocol_version = msg.protocolVersion
+    if msg.HasField("agentVersion"):
+        info.agent_version = msg.agentVersion
+    if msg.HasField("signedPeerRecord"):
+        info.signed_peer_record = msg.signedPeerRecord
+
+
+async def read_identify(stream: anyio.abc.ByteStream) -> IdentifyInfo:
+    """Read identify messages until EOF and merge them."""
+    decoder = LengthPrefixedDecoder(MAX_MESSAGE_SIZE)
+    info = IdentifyInfo()
+    count = 0
+    while True:
+        try:
+            data = await stream.receive()
+        except anyio.EndOfStream:
+            break
+        decoder.feed(data)
+        while (body := decoder.next_message()) is not None:
+            count += 1
+            if count > MAX_MESSAGES:
+                raise RemoteProtocolError("too many identify messages on one stream")
+            merge_identify(info, body)
+    if len(decoder):
+        raise RemoteProtocolError("identify stream ended inside a message")
+    if count == 0:
+        raise RemoteProtocolError("identify stream ended without a message")
+    return info
+
+
+async def write_identify(stream: anyio.abc.ByteStream, body: bytes) -> None:
+    await stream.send(encode_length_prefixed(body))
+    await stream.send_eof()

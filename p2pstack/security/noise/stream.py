@@ -1,0 +1,130 @@
+"""The Noise secure channel's anyio shell: :class:`Noise` runs the handshake over a raw
+ByteStream and returns a :class:`NoiseStream`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from p2pstack.attributes import P2PAttribute
+from p2pstack.errors import HandshakeError
+from p2pstack.identity import KeyPair, PeerID, PublicKey
+from p2pstack.security.abc import SecureStream, SecureTransport
+from p2pstack.security.noise.handshake import NoiseHandshake
+from p2pstack.security.noise.transport import NoiseDecoder, NoiseEncoder
+
+PROTOCOL_ID = "/noise"
+RECEIVE_SIZE = 256 * 1024
+
+
+class NoiseStream(SecureStream):
+    """A ByteStream of Noise transport messages over ``raw``.
+
+    ``send`` encrypts into as many 65535-byte messages as needed and writes them at once.
+    ``receive`` returns the plaintext of one message (or part of it, up to ``max_bytes``).
+    A message that fails authentication raises ``NoiseDecryptError`` (a
+    ``RemoteProtocolError``); the stream is then unusable and should be closed.
+    ``send_eof`` half-closes the raw stream; ``aclose`` closes it.
+    """
+
+    def __init__(
+        self,
+        raw: anyio.abc.ByteStream,
+        handshake: NoiseHandshake,
+    ) -> None:
+        assert handshake.complete and handshake.remote_peer and handshake.remote_public_key
+        self._raw = raw
+        self._encoder = NoiseEncoder(handshake.send_key)
+        self._decoder = NoiseDecoder(handshake.receive_key)
+        self._decoder.feed(handshake.unconsumed())
+        self._remote_peer = handshake.remote_peer
+        self._remote_key = handshake.remote_public_key
+        self._muxer = handshake.muxer
+        self._pending = b""
+        local = handshake.identity.peer_id
+        attrs: dict[Any, Callable[[], Any]] = {**raw.extra_attributes}
+        attrs[P2PAttribute.remote_peer] = lambda: self._remote_peer
+        attrs[P2PAttribute.remote_public_key] = lambda: self._remote_key
+        attrs[P2PAttribute.local_peer] = lambda: local
+        attrs[P2PAttribute.security_protocol] = lambda: PROTOCOL_ID
+        self._attrs = attrs
+
+    @property
+    def remote_peer(self) -> PeerID:
+        return self._remote_peer
+
+    @property
+    def remote_public_key(self) -> PublicKey:
+        return self._remote_key
+
+    @property
+    def early_muxer(self) -> str | None:
+        return self._muxer
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._attrs
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        pending = self._pending
+        if not pending:
+            decoder = self._decoder
+            while (pending := decoder.next_plaintext()) is None:  # type: ignore[assignment]
+                data = await self._raw.receive(RECEIVE_SIZE)
+                decoder.feed(data)
+            if not pending:  # an empty message carries nothing: read on
+                return await self.receive(max_bytes)
+        if len(pending) > max_bytes:
+            self._pending = pending[max_bytes:]
+            return pending[:max_bytes]
+        self._pending = b""
+        return pending
+
+    async def send(self, item: bytes) -> None:
+        await self._raw.send(self._encoder.encode(item))  # type: ignore[arg-type]
+
+    async def send_eof(self) -> None:
+        await self._raw.send_eof()
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()
+
+
+class Noise(SecureTransport):
+    """The ``/noise`` secure channel for ``identity``."""
+
+    protocol_id = PROTOCOL_ID
+
+    def __init__(self, identity: KeyPair) -> None:
+        self.identity = identity
+
+    async def secure_outbound(
+        self,
+        raw: anyio.abc.ByteStream,
+        expected_peer: PeerID | None,
+        muxers: Sequence[str] = (),
+    ) -> NoiseStream:
+        hs = NoiseHandshake(self.identity, True, muxers=muxers, expected_peer=expected_peer)
+        return await _run(raw, hs)
+
+    async def secure_inbound(
+        self, raw: anyio.abc.ByteStream, muxers: Sequence[str] = ()
+    ) -> NoiseStream:
+        return await _run(raw, NoiseHandshake(self.identity, False, muxers=muxers))
+
+
+async def _run(raw: anyio.abc.ByteStream, hs: NoiseHandshake) -> NoiseStream:
+    while True:
+        out = hs.data_to_send()
+        if out:
+            await raw.send(out)
+        if hs.complete:
+            return NoiseStream(raw, hs)
+        try:
+            data = await raw.receive(RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            raise HandshakeError("connection closed during the noise handshake") from None
+        hs.receive_data(data)

@@ -1,0 +1,49 @@
+"""Transport interfaces: raw byte pipes to and from multiaddrs.
+
+``dial`` returns a connected ByteStream (unauthenticated) whose ``extra()`` holds
+``P2PAttribute.remote_addr`` and ``local_addr`` as multiaddrs. A ``Listener`` is served by
+``serve(handler)``, which runs ``handler(stream)`` in its own task per inbound connection
+until the listener is closed or the serving task is cancelled; the handler owns the stream.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+
+import anyio.abc
+from multiaddr import Multiaddr
+
+ConnectionHandler = Callable[[anyio.abc.ByteStream], Awaitable[None]]
+
+
+class Listener(ABC):
+    @property
+    @abstractmethod
+    def addrs(self) -> list[Multiaddr]:
+        """The bound addresses (a port 0 request shows the port the system chose)."""
+
+    @abstractmethod
+    async def serve(
+        self,
+        handler: ConnectionHandler,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None: ...
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+
+class Transport(ABC):
+    @abstractmethod
+    def can_dial(self, addr: Multiaddr) -> bool: ...
+
+    @abstractmethod
+    def can_listen(self, addr: Multiaddr) -> bool: ...
+
+    @abstractmethod
+    async def dial(self, addr: Multiaddr) -> anyio.abc.ByteStream: ...
+
+    @abstractmethod
+    async def listen(self, addr: Multiaddr) -> Listener: ...
