@@ -191,6 +191,10 @@ class Host:
             self._inbound_counts[key] = self._inbound_counts.get(key, 0) + 1
         try:
             await route.handler(negotiated)
+        except (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError) as exc:
+            # The peer went away or reset the stream: routine, not the handler's fault.
+            log.debug("stream %s from %s ended abruptly: %r", protocol, peer, exc)
+            await stream.reset()
         except Exception as exc:
             log.warning("handler for %s from %s failed: %r", protocol, peer, exc)
             await stream.reset()

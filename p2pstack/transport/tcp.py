@@ -6,6 +6,7 @@ Sockets get TCP_NODELAY (libp2p traffic is small framed messages; Nagle would ad
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,6 +37,26 @@ def socket_multiaddr(sockaddr: Any) -> Multiaddr:
     host, port = sockaddr[0], sockaddr[1]
     family = "ip6" if ":" in host else "ip4"
     return Multiaddr(f"/{family}/{host}/tcp/{port}")
+
+
+async def _connect_ip(host: str, port: int, proto: str) -> anyio.abc.SocketStream:
+    """Connect to an IP literal without anyio's getaddrinfo round trip through a worker
+    thread, which costs more than the whole loopback handshake."""
+    family = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        try:
+            sock.connect((host, port))
+        except BlockingIOError:
+            await anyio.wait_writable(sock)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(error, f"connect to {host}:{port}: {os.strerror(error)}") from None
+        return await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 class TcpStream(anyio.abc.ByteStream):
@@ -116,8 +137,11 @@ class TcpTransport(Transport):
         return proto in ("ip4", "ip6")
 
     async def dial(self, addr: Multiaddr) -> TcpStream:
-        host, port, _ = split_tcp_addr(addr)
-        sock = await anyio.connect_tcp(host, port)
+        host, port, proto = split_tcp_addr(addr)
+        if proto in ("ip4", "ip6"):
+            sock = await _connect_ip(host, port, proto)
+        else:
+            sock = await anyio.connect_tcp(host, port)
         try:
             return TcpStream(sock)
         except OSError:

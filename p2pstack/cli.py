@@ -1,0 +1,250 @@
+"""The ``p2pstack`` command. Other tools drive it, so its output is a contract:
+
+- ``p2pstack id [--key FILE]`` prints the peer ID (``--key`` loads FILE, creating it first
+  with a new Ed25519 key if it does not exist).
+- ``p2pstack listen [--listen MADDR]... [--key FILE]`` prints each full listen multiaddr
+  (ending in ``/p2p/<id>``) on its own stdout line as soon as it listens, then serves ping,
+  identify, perf and echo until SIGINT/SIGTERM.
+- ``p2pstack ping MADDR [--count N] [--json]``: with ``--json`` one JSON object per line;
+  the last holds ``remote_peer``, ``handshake_plus_one_rtt_ms``, ``rtt_ms_median``,
+  ``agent_version``, ``protocols`` (and more). Exit status 0 only on success.
+- ``p2pstack perf MADDR --upload-bytes N --download-bytes N [--json]``: progress every
+  second on stderr; the last stdout line holds ``upload_bytes``, ``download_bytes``,
+  ``seconds``, ``mib_per_s``.
+- ``p2pstack echo MADDR --bytes N [--json]``: sends N random bytes on ``/echo/1.0.0`` and
+  checks that the same bytes come back.
+
+``--backend trio|asyncio`` (before the command) picks the event loop; trio by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from p2pstack.errors import P2PError
+from p2pstack.host import Host
+from p2pstack.identity import KeyPair
+from p2pstack.protocols import echo, perf
+
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+
+
+def load_or_create_key(path: str | None) -> KeyPair:
+    if path is None:
+        return KeyPair.generate()
+    if Path(path).exists():
+        return KeyPair.load(path)
+    pair = KeyPair.generate()
+    pair.save(path)
+    return pair
+
+
+def serve_all(host: Host) -> None:
+    """Register the test protocols a ``listen`` node serves besides ping and identify."""
+    host.set_stream_handler(echo.PROTOCOL_ID, echo.handle_echo, max_inbound_per_peer=1024)
+    host.set_stream_handler(perf.PROTOCOL_ID, perf.handle_perf, max_inbound_per_peer=1024)
+
+
+def _emit(obj: dict[str, Any] | str) -> None:
+    print(json.dumps(obj) if isinstance(obj, dict) else obj, flush=True)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+async def cmd_id(args: argparse.Namespace) -> int:
+    print(load_or_create_key(args.key).peer_id)
+    return 0
+
+
+async def cmd_listen(args: argparse.Namespace) -> int:
+    listen = args.listen or [DEFAULT_LISTEN]
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Host(load_or_create_key(args.key), listen_addrs=listen) as host:
+            serve_all(host)
+            for addr in host.addrs:
+                print(addr, flush=True)
+            async for _ in signals:
+                break
+    return 0
+
+
+async def cmd_ping(args: argparse.Namespace) -> int:
+    async with Host(load_or_create_key(args.key)) as host:
+        start = anyio.current_time()
+        peer = await host.connect(args.maddr)
+        first = await host.ping(peer)
+        handshake_plus_one = anyio.current_time() - start
+        rtts = first + await host.ping(peer, count=max(args.count - 1, 0))
+        if args.json:
+            for seq, rtt in enumerate(rtts):
+                _emit({"seq": seq, "rtt_ms": _ms(rtt)})
+        else:
+            for seq, rtt in enumerate(rtts):
+                _emit(f"ping {seq}: {_ms(rtt)} ms")
+        info = await host.identify(peer)
+        summary = {
+            "remote_peer": str(peer),
+            "handshake_plus_one_rtt_ms": _ms(handshake_plus_one),
+            "rtt_ms_median": _ms(statistics.median(rtts)),
+            "rtts_ms": [_ms(r) for r in rtts],
+            "agent_version": info.agent_version,
+            "protocol_version": info.protocol_version,
+            "protocols": info.protocols,
+            "listen_addrs": [str(a) for a in info.listen_addrs],
+            "observed_addr": str(info.observed_addr) if info.observed_addr else None,
+        }
+        if args.json:
+            _emit(summary)
+        else:
+            _emit(
+                f"{peer}: handshake+1 RTT {summary['handshake_plus_one_rtt_ms']} ms, "
+                f"median RTT {summary['rtt_ms_median']} ms, agent {info.agent_version}, "
+                f"{len(info.protocols)} protocols"
+            )
+    return 0
+
+
+async def cmd_perf(args: argparse.Namespace) -> int:
+    moved = 0
+
+    def progress(n: int) -> None:
+        nonlocal moved
+        moved += n
+
+    async def report(start: float) -> None:
+        last = 0
+        while True:
+            await anyio.sleep(1)
+            elapsed = anyio.current_time() - start
+            rate = (moved - last) / 2**20
+            last = moved
+            print(f"perf: {moved} bytes in {elapsed:.1f} s ({rate:.1f} MiB/s)", file=sys.stderr)
+
+    async with Host(load_or_create_key(args.key)) as host:
+        peer = await host.connect(args.maddr)
+        stream = await host.new_stream(peer, [perf.PROTOCOL_ID])
+        async with stream, anyio.create_task_group() as tg:
+            tg.start_soon(report, anyio.current_time())
+            result = await perf.run_perf(stream, args.upload_bytes, args.download_bytes, progress)
+            tg.cancel_scope.cancel()
+    line = {
+        "upload_bytes": result.upload_bytes,
+        "download_bytes": result.download_bytes,
+        "seconds": round(result.seconds, 6),
+        "upload_seconds": round(result.upload_seconds, 6),
+        "mib_per_s": round(result.mib_per_s, 2),
+    }
+    if args.json:
+        _emit(line)
+    else:
+        _emit(
+            f"perf: up {result.upload_bytes} B, down {result.download_bytes} B in "
+            f"{result.seconds:.3f} s = {result.mib_per_s:.1f} MiB/s"
+        )
+    return 0
+
+
+async def cmd_echo(args: argparse.Namespace) -> int:
+    data = os.urandom(args.bytes)
+    async with Host(load_or_create_key(args.key)) as host:
+        peer = await host.connect(args.maddr)
+        stream = await host.new_stream(peer, [echo.PROTOCOL_ID])
+        received = bytearray()
+        start = anyio.current_time()
+
+        async def upload() -> None:
+            view = memoryview(data)
+            for pos in range(0, len(data), 1 << 20):
+                await stream.send(bytes(view[pos : pos + (1 << 20)]))
+            await stream.send_eof()
+
+        async with stream, anyio.create_task_group() as tg:
+            tg.start_soon(upload)
+            while True:
+                try:
+                    received += await stream.receive(1 << 20)
+                except anyio.EndOfStream:
+                    break
+        seconds = anyio.current_time() - start
+    ok = bytes(received) == data
+    line = {
+        "remote_peer": str(peer),
+        "echo_bytes": len(data),
+        "echo_ok": ok,
+        "echo_seconds": round(seconds, 6),
+    }
+    _emit(line if args.json else f"echo: {len(data)} bytes, ok={ok}, {seconds:.3f} s")
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="p2pstack", description="p2pstack libp2p node")
+    parser.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], Awaitable[int]], help: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(func=func)
+        p.add_argument("--key", help="private key file (created if missing)")
+        return p
+
+    add("id", cmd_id, "print the peer ID")
+    p = add("listen", cmd_listen, "serve ping, identify, perf and echo")
+    p.add_argument("--listen", action="append", metavar="MADDR")
+    p = add("ping", cmd_ping, "connect, identify and ping")
+    p.add_argument("maddr")
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p = add("perf", cmd_perf, "run /perf/1.0.0 against a peer")
+    p.add_argument("maddr")
+    p.add_argument("--upload-bytes", type=int, required=True)
+    p.add_argument("--download-bytes", type=int, required=True)
+    p.add_argument("--json", action="store_true")
+    p = add("echo", cmd_echo, "send bytes over /echo/1.0.0 and verify them")
+    p.add_argument("maddr")
+    p.add_argument("--bytes", type=int, default=1 << 20)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    try:
+        return int(anyio.run(args.func, args, backend=args.backend))
+    except KeyboardInterrupt:
+        return 130
+    except (P2PError, OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        print(f"p2pstack {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        print(f"p2pstack {args.command}: {group!r}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
