@@ -1,0 +1,84 @@
+"""The CLI as other tools drive it: a `p2pstack listen` process and client processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "p2pstack.cli"]
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[str]:
+    key = tmp_path / "listener.key"
+    proc = subprocess.Popen(
+        [*CLI, "listen", "--key", str(key)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("/ip4/127.0.0.1/tcp/"), line
+        expected_id = subprocess.run(
+            [*CLI, "id", "--key", str(key)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        assert line.endswith(f"/p2p/{expected_id}")
+        yield line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_ping_json(listener: str, backend: str) -> None:
+    result = run("--backend", backend, "ping", listener, "--count", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["seq"] for line in lines[:-1]] == [0, 1, 2]
+    summary = lines[-1]
+    assert listener.endswith(summary["remote_peer"])
+    assert summary["agent_version"].startswith("p2pstack/")
+    assert {"/ipfs/ping/1.0.0", "/ipfs/id/1.0.0", "/echo/1.0.0", "/perf/1.0.0"} <= set(
+        summary["protocols"]
+    )
+    assert 0 < summary["rtt_ms_median"] <= summary["handshake_plus_one_rtt_ms"]
+    assert summary["observed_addr"].startswith("/ip4/127.0.0.1/tcp/")
+
+
+def test_echo_and_perf(listener: str) -> None:
+    result = run("echo", listener, "--bytes", str(3 << 20), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["echo_ok"] is True
+    result = run(
+        "perf", listener, "--upload-bytes", "5000000", "--download-bytes", "3000001", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    last = json.loads(result.stdout.splitlines()[-1])
+    assert last["upload_bytes"] == 5000000 and last["download_bytes"] == 3000001
+    assert last["seconds"] > 0 and last["mib_per_s"] > 0
+
+
+def test_ping_wrong_peer_id_fails(listener: str) -> None:
+    other = run("id").stdout.strip()
+    wrong = listener.rsplit("/p2p/", 1)[0] + f"/p2p/{other}"
+    result = run("ping", wrong, "--json")
+    assert result.returncode == 1
+    assert "PeerIDMismatch" in result.stderr
+
+
+def test_ping_nothing_listening_fails() -> None:
+    result = run("ping", "/ip4/127.0.0.1/tcp/1", "--count", "1")
+    assert result.returncode == 1
+    assert "DialError" in result.stderr
