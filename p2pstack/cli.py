@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         import logging
 
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        # Only our own debug output: py-multiaddr logs every codec call at DEBUG.
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        logging.getLogger("p2pstack").setLevel(logging.DEBUG)
     try:
         return int(anyio.run(args.func, args, backend=args.backend))
     except KeyboardInterrupt:
@@ -242,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"p2pstack {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except BaseExceptionGroup as group:
-        print(f"p2pstack {args.command}: {group!r}", file=sys.stderr)
+        # A task group wraps the one error that ended it; show that error itself.
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            group = group.exceptions[0]  # type: ignore[assignment]
+        print(f"p2pstack {args.command}: {type(group).__name__}: {group}", file=sys.stderr)
         return 1
 
 

@@ -18,15 +18,22 @@
 //                           at the same time (default 16; js's own default is 2)
 //
 //   peer.mjs dial MA [--ping-count N] [--echo-bytes N] [--perf-upload N --perf-download N]
-//                    [--key-type T] [--timeout S]
+//                    [--await-monitor S] [--key-type T] [--timeout S]
 //       Dials MA, pings N times (default 3), waits for the identify result of the remote,
 //       then optionally runs /echo/1.0.0 with N random bytes (sent in 64 KiB chunks while
 //       reading concurrently, verified byte for byte) and/or a /perf/1.0.0 client run.
 //       Prints one JSON line on stdout:
 //         {"remote_peer", "ping_rtts_ms", "agent_version", "protocol_version", "protocols",
-//          "listen_addrs", "observed_addr", "echo_bytes", "echo_ok", "echo_seconds",
-//          ["perf_upload", "perf_download", "perf_ok", "perf_seconds"]}
+//          "listen_addrs", "observed_addr", "identify_ms", "muxer", "encryption",
+//          "echo_bytes", "echo_ok", "echo_seconds",
+//          ["perf_upload", "perf_download", "perf_ok", "perf_seconds"],
+//          ["monitor_rtt_ms", "monitor_wait_seconds", "ping_after_monitor_ms"]}
 //       Exit 0 on success; otherwise an error message on stderr and exit 1.
+//       --await-monitor S   after everything else, keep the connection until js-libp2p's
+//                           connection monitor (a ping every 10 s from node start) has
+//                           pinged the remote over it, at most S seconds; then check the
+//                           same connection is still open and ping once more on it. Fails
+//                           if no monitor ping completed or the connection was closed.
 //       --timeout S         give up after S seconds (default 120)
 //
 // Log lines (debugging) go to stderr only; set DEBUG=libp2p:* for js-libp2p's own logs.
@@ -58,7 +65,7 @@ function parseArgs (argv) {
   const mode = argv[0]
   const opts = { mode, listen: [], positional: [] }
   const valueFlags = new Set(['--listen', '--echo-bytes', '--ping-count', '--key-type',
-    '--max-ping-streams', '--timeout', '--perf-upload', '--perf-download'])
+    '--max-ping-streams', '--timeout', '--perf-upload', '--perf-download', '--await-monitor'])
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i]
     if (a === '-h' || a === '--help') {
@@ -276,6 +283,7 @@ async function dialMode (opts) {
   const echoBytes = opts.echoBytes == null ? null : intOpt(opts.echoBytes, '--echo-bytes')
   const perfUpload = opts.perfUpload == null ? null : intOpt(opts.perfUpload, '--perf-upload')
   const perfDownload = opts.perfDownload == null ? null : intOpt(opts.perfDownload, '--perf-download')
+  const awaitMonitor = opts.awaitMonitor == null ? null : intOpt(opts.awaitMonitor, '--await-monitor')
   const timeout = intOpt(opts.timeout, '--timeout', 120)
   setTimeout(() => fail(`timed out after ${timeout} s`), timeout * 1000).unref()
 
@@ -283,13 +291,16 @@ async function dialMode (opts) {
   // Identify runs on its own as soon as a connection opens; record every result so we
   // do not miss one that completes before dial() returns.
   const identified = []
+  const identifiedAt = new Map()
   let onIdentified = null
   node.addEventListener('peer:identify', (evt) => {
+    identifiedAt.set(evt.detail, performance.now())
     identified.push(evt.detail)
     onIdentified?.()
   })
   await node.start()
 
+  const dialStart = performance.now()
   const connection = await node.dial(target)
   const remote = connection.remotePeer
   log(`connected to ${remote} via ${connection.remoteAddr} (muxer ${connection.multiplexer}, encryption ${connection.encryption})`)
@@ -324,6 +335,9 @@ async function dialMode (opts) {
     protocols: result.protocols,
     listen_addrs: result.listenAddrs.map(a => a.toString()),
     observed_addr: result.observedAddr?.toString() ?? null,
+    // from the start of the dial to js's own identify result (js waits up to 5 s for the
+    // remote to close its write side); null when the explicit fallback was needed
+    identify_ms: identifiedAt.has(result) ? Math.round(identifiedAt.get(result) - dialStart) : null,
     muxer: connection.multiplexer ?? null,
     encryption: connection.encryption ?? null
   }
@@ -347,6 +361,31 @@ async function dialMode (opts) {
     if (!r.ok) {
       process.stdout.write(JSON.stringify(out) + '\n')
       fail(`perf: expected ${perfDownload} bytes, received ${r.got}`)
+    }
+  }
+
+  if (awaitMonitor != null) {
+    // The connection monitor sets connection.rtt after each successful ping (nothing else
+    // does); a failed monitor ping aborts the connection instead.
+    const start = performance.now()
+    const deadline = start + awaitMonitor * 1000
+    while (connection.rtt == null && connection.status === 'open' && performance.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    out.monitor_wait_seconds = Math.round(performance.now() - start) / 1000
+    out.monitor_rtt_ms = connection.rtt ?? null
+    // let a late abort (if any) land before looking at the connection again
+    await new Promise(resolve => setTimeout(resolve, 300))
+    out.status_after_monitor = connection.status
+    const same = node.getConnections(remote).some(c => c.id === connection.id)
+    if (connection.rtt == null || connection.status !== 'open' || !same) {
+      process.stdout.write(JSON.stringify(out) + '\n')
+      fail(`connection monitor: rtt ${connection.rtt}, connection ${connection.status}, still listed ${same}`)
+    }
+    out.ping_after_monitor_ms = await node.services.ping.ping(remote)
+    if (!node.getConnections(remote).some(c => c.id === connection.id && c.status === 'open')) {
+      process.stdout.write(JSON.stringify(out) + '\n')
+      fail('connection monitor: connection replaced after the monitor ping')
     }
   }
 

@@ -7,7 +7,12 @@ from p2pstack.multistream.machine import (
     ListenerNegotiation,
     encode_message,
 )
-from p2pstack.multistream.negotiate import LazyNegotiatedStream, select_inbound, select_outbound
+from p2pstack.multistream.negotiate import (
+    LazyNegotiatedStream,
+    select_inbound,
+    select_outbound,
+    unwrap,
+)
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
@@ -18,4 +23,5 @@ __all__ = [
     "encode_message",
     "select_inbound",
     "select_outbound",
+    "unwrap",
 ]

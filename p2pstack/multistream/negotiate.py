@@ -151,3 +151,23 @@ class LazyNegotiatedStream(ByteStream):
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self.inner.extra_attributes
+
+
+def unwrap(stream: ByteStream) -> ByteStream:
+    """The stream under any finished negotiation wrappers that hold no bytes.
+
+    A layer that takes over a stream for good (a secure channel after its handshake) calls
+    this so that its data path skips wrappers that have nothing left to do.
+    """
+    while True:
+        if (
+            isinstance(stream, LazyNegotiatedStream)
+            and stream._negotiation is None
+            and stream._error is None
+            and not stream._pending
+        ):
+            stream = stream.inner
+        elif isinstance(stream, BufferedByteStream) and not stream.buffered:
+            stream = stream.inner
+        else:
+            return stream

@@ -6,6 +6,7 @@ Sockets get TCP_NODELAY (libp2p traffic is small framed messages; Nagle would ad
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from p2pstack.errors import ConfigError
 from p2pstack.transport.abc import ConnectionHandler, Listener, Transport
 
 _HOST_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
+LISTEN_BACKLOG = 1024
+log = logging.getLogger(__name__)
 
 
 def split_tcp_addr(addr: Multiaddr) -> tuple[str, int, str]:
@@ -39,9 +42,9 @@ def socket_multiaddr(sockaddr: Any) -> Multiaddr:
     return Multiaddr(f"/{family}/{host}/tcp/{port}")
 
 
-async def _connect_ip(host: str, port: int, proto: str) -> anyio.abc.SocketStream:
-    """Connect to an IP literal without anyio's getaddrinfo round trip through a worker
-    thread, which costs more than the whole loopback handshake."""
+async def _connect_ip(host: str, port: int, proto: str) -> socket.socket:
+    """Connect to an IP literal without a getaddrinfo round trip through a worker thread,
+    which costs more than a whole loopback handshake."""
     family = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -53,47 +56,134 @@ async def _connect_ip(host: str, port: int, proto: str) -> anyio.abc.SocketStrea
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if error:
                 raise OSError(error, f"connect to {host}:{port}: {os.strerror(error)}") from None
-        return await anyio.abc.SocketStream.from_socket(sock)
+        return sock
     except BaseException:
         sock.close()
         raise
 
 
 class TcpStream(anyio.abc.ByteStream):
-    """An anyio socket stream with multiaddr attributes. Closing closes the socket."""
+    """A TCP connection as a ByteStream, driving the non-blocking socket directly.
 
-    def __init__(self, inner: anyio.abc.SocketStream) -> None:
-        self._inner = inner
-        raw = inner.extra(SocketAttribute.raw_socket)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        remote = socket_multiaddr(inner.extra(SocketAttribute.remote_address))
-        local = socket_multiaddr(inner.extra(SocketAttribute.local_address))
-        attrs: dict[Any, Callable[[], Any]] = {**inner.extra_attributes}
-        attrs[P2PAttribute.remote_addr] = lambda: remote
-        attrs[P2PAttribute.local_addr] = lambda: local
-        self._attrs = attrs
+    Besides the ByteStream methods it offers the two the Noise channel's fast path uses:
+    ``receive_into(buffer)`` (no intermediate bytes object) and ``try_send(data)`` (write
+    what the kernel takes now, without waiting). ``aclose()`` closes the socket and wakes
+    any task waiting on it with ``ClosedResourceError``; a reset or broken connection
+    raises ``BrokenResourceError``; the peer's FIN raises ``EndOfStream``.
+    """
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        return await self._inner.receive(max_bytes)
-
-    async def send(self, item: bytes) -> None:
-        await self._inner.send(item)
-
-    async def send_eof(self) -> None:
-        await self._inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._closed = False
+        remote = socket_multiaddr(sock.getpeername())
+        local = socket_multiaddr(sock.getsockname())
+        self._attrs: dict[Any, Callable[[], Any]] = {
+            P2PAttribute.remote_addr: lambda: remote,
+            P2PAttribute.local_addr: lambda: local,
+            SocketAttribute.raw_socket: lambda: sock,
+            SocketAttribute.family: lambda: sock.family,
+            SocketAttribute.remote_address: lambda: sock.getpeername()[:2],
+            SocketAttribute.local_address: lambda: sock.getsockname()[:2],
+        }
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self._attrs
 
+    def _broken(self, exc: OSError) -> anyio.BrokenResourceError | anyio.ClosedResourceError:
+        if self._closed:
+            return anyio.ClosedResourceError()
+        return anyio.BrokenResourceError(str(exc))
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        sock = self._sock
+        while True:
+            try:
+                data = sock.recv(max_bytes)
+            except BlockingIOError:
+                await anyio.wait_readable(sock)
+                continue
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            if not data:
+                raise anyio.EndOfStream
+            # Data was there at once: still let other tasks run, as a checkpoint must.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def receive_into(self, buffer: memoryview) -> int:
+        """Receive into ``buffer``; returns the byte count (never 0: EOF raises)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        sock = self._sock
+        while True:
+            try:
+                n = sock.recv_into(buffer)
+            except BlockingIOError:
+                await anyio.wait_readable(sock)
+                continue
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            if not n:
+                raise anyio.EndOfStream
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return n
+
+    def try_send(self, data: bytes | bytearray | memoryview) -> int:
+        """Write what the kernel accepts right now; returns the count (maybe 0)."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise self._broken(exc) from exc
+
+    async def send(self, item: bytes | bytearray | memoryview) -> None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        view = memoryview(item)
+        sock = self._sock
+        while view:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                n = sock.send(view)
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
+                continue
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            view = view[n:]
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_eof(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise self._broken(exc) from exc
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._sock)
+            self._sock.close()
+        await anyio.lowlevel.checkpoint()
+
 
 class TcpListener(Listener):
-    def __init__(self, inner: anyio.abc.Listener[anyio.abc.SocketStream], addrs: list[Multiaddr]):
-        self._inner = inner
-        self._addrs = addrs
+    """Accepts on one bound, non-blocking socket; each connection's handler gets its own
+    task. ``aclose()`` stops accepting; connections already handed out live on."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._closed = False
+        self._addrs = [socket_multiaddr(sock.getsockname())]
 
     @property
     def addrs(self) -> list[Multiaddr]:
@@ -105,20 +195,41 @@ class TcpListener(Listener):
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        async def wrapped(sock: anyio.abc.SocketStream) -> None:
+        async def handle(conn: socket.socket) -> None:
             try:
-                stream = TcpStream(sock)
+                stream = TcpStream(conn)
             except OSError:  # the peer already hung up
-                await anyio.aclose_forcefully(sock)
+                conn.close()
                 return
             await handler(stream)
 
+        sock = self._sock
         async with anyio.create_task_group() as tg:
             task_status.started()
-            await self._inner.serve(wrapped, tg)
+            while not self._closed:
+                try:
+                    conn, _ = sock.accept()
+                except BlockingIOError:
+                    try:
+                        await anyio.wait_readable(sock)
+                    except anyio.ClosedResourceError:
+                        break
+                    continue
+                except OSError as exc:
+                    if self._closed:
+                        break
+                    # EMFILE and friends: back off instead of spinning on the error.
+                    log.warning("accept failed: %r", exc)
+                    await anyio.sleep(0.1)
+                    continue
+                tg.start_soon(handle, conn)
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._sock)
+            self._sock.close()
+        await anyio.lowlevel.checkpoint()
 
 
 class TcpTransport(Transport):
@@ -141,18 +252,31 @@ class TcpTransport(Transport):
         if proto in ("ip4", "ip6"):
             sock = await _connect_ip(host, port, proto)
         else:
-            sock = await anyio.connect_tcp(host, port)
+            family = {"dns4": socket.AF_INET, "dns6": socket.AF_INET6}.get(proto, 0)
+            infos = await anyio.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+            if not infos:
+                raise OSError(f"{host} does not resolve")
+            ip = str(infos[0][4][0])
+            sock = await _connect_ip(ip, port, "ip6" if ":" in ip else "ip4")
         try:
             return TcpStream(sock)
         except OSError:
-            await anyio.aclose_forcefully(sock)
+            sock.close()
             raise
 
     async def listen(self, addr: Multiaddr) -> TcpListener:
-        host, port, _ = split_tcp_addr(addr)
-        inner = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
-        addrs = [
-            socket_multiaddr(listener.extra(SocketAttribute.local_address))
-            for listener in inner.listeners
-        ]
-        return TcpListener(inner, addrs)
+        host, port, proto = split_tcp_addr(addr)
+        family = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        await anyio.lowlevel.checkpoint()
+        return TcpListener(sock)

@@ -9,7 +9,7 @@ so two peers sending bulk data to each other cannot deadlock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -54,6 +54,15 @@ class YamuxConnection(MuxedConnection):
         self._closed = False
         self._error: BaseException | None = None
         self._send_lock = anyio.Lock()
+        self._writing = False
+        # The Noise stream's non-blocking write path, when the secure stream has one.
+        self._send_nowait: Callable[[bytearray], bool] | None = getattr(secure, "send_nowait", None)
+        self._flush_secure: Callable[[], Awaitable[None]] | None = getattr(secure, "flush", None)
+        self._unsent: Callable[[], int] = (
+            (lambda: int(getattr(secure, "unsent", 0)))
+            if hasattr(secure, "unsent")
+            else (lambda: 0)
+        )
         self._ping_waiters: dict[int, anyio.Event] = {}
         self._cancel: anyio.CancelScope | None = None
         self.rtt: float | None = None
@@ -167,22 +176,34 @@ class YamuxConnection(MuxedConnection):
     async def _writer(self) -> None:
         core = self._core
         send = self._secure.send
+        flush = self._flush_secure
+        unsent = self._unsent
         try:
             while True:
-                if core.bytes_to_send:
-                    async with self._send_lock:
-                        data = core.data_to_send()
-                        self._wake_room()
-                        await send(data)  # type: ignore[arg-type]  # bytes-like is fine
+                if core.bytes_to_send or unsent():
+                    self._writing = True
+                    try:
+                        async with self._send_lock:
+                            if flush is not None:
+                                await flush()
+                            data = core.data_to_send()
+                            self._wake_room()
+                            if data:
+                                await send(data)  # type: ignore[arg-type]  # bytes-like
+                    finally:
+                        self._writing = False
                     continue
                 self._wake_room()
                 waiter = self._write_waiter = anyio.Event()
                 await waiter.wait()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            if self._error is None:
-                self._error = anyio.BrokenResourceError(f"connection lost while writing: {exc!r}")
-            if self._cancel is not None:
-                self._cancel.cancel()
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = anyio.BrokenResourceError(f"connection lost while writing: {exc!r}")
+        if self._cancel is not None:
+            self._cancel.cancel()
 
     async def _keepalive(self) -> None:
         core = self._core
@@ -262,7 +283,7 @@ class YamuxConnection(MuxedConnection):
         return n
 
     async def _wait_writer_room(self) -> None:
-        while self._core.bytes_to_send > WRITE_HIGH_WATER:
+        while self._core.bytes_to_send + self._unsent() > WRITE_HIGH_WATER:
             self._check_alive()
             waiter = self._room_waiter
             if waiter is None:
@@ -292,6 +313,19 @@ class YamuxConnection(MuxedConnection):
     # ------------------------------------------------------------------ helpers
 
     def _wake_writer(self) -> None:
+        """Get what the session queued on its way: written at once when the secure stream
+        can take it without waiting (no task switch), else by the writer task."""
+        nowait = self._send_nowait
+        if nowait is not None and not self._writing and not self._closed:
+            core = self._core
+            if not core.bytes_to_send:
+                return
+            try:
+                if nowait(core.data_to_send()):
+                    return
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                self._write_failed(exc)
+                return
         waiter = self._write_waiter
         if waiter is not None:
             self._write_waiter = None
@@ -313,11 +347,16 @@ class YamuxConnection(MuxedConnection):
         """Send what the session queued (a GoAway on close), waiting for the writer."""
         try:
             async with self._send_lock:
+                self._writing = True
+                if self._flush_secure is not None:
+                    await self._flush_secure()
                 data = self._core.data_to_send()
                 if data:
                     await self._secure.send(data)  # type: ignore[arg-type]
         except Exception as exc:  # the connection is going down either way
             log.debug("yamux flush on close failed: %r", exc)
+        finally:
+            self._writing = False
 
     def _fail_all(self) -> None:
         error = self._error or anyio.BrokenResourceError("connection closed")

@@ -23,7 +23,8 @@ INITIAL_WINDOW = 256 * 1024
 MAX_WINDOW = 16 * 1024 * 1024
 #: Largest payload we put in one Data frame. 65507 + 12 header bytes = 65519, the most
 #: plaintext one Noise frame carries, so bulk data maps one yamux frame to one Noise frame.
-#: Peers accept any frame length up to their window; go and js send 64 KiB at most.
+#: Peers accept any frame length up to the window they granted (js sends frames of up to
+#: the whole window, 1 MiB and more; go sends 64 KiB).
 DEFAULT_MAX_FRAME_DATA = 65519 - HEADER_SIZE
 
 

@@ -252,17 +252,24 @@ class YamuxSession:
         if n <= 0:
             return 0
         st.send_window -= n
-        out = self._out
-        view = memoryview(data)
         step = self.max_frame_data
+        count = (n + step - 1) // step
+        # One allocation of the exact size: growing a buffer frame by frame costs more.
+        frames = bytearray(n + count * HEADER_SIZE)
+        view = memoryview(data)
         pos = 0
+        at = 0
         while pos < n:
             size = min(step, n - pos)
-            start = len(out)
-            out += b"\0" * HEADER_SIZE
-            _pack_into(out, start, VERSION, _DATA, 0, stream_id, size)
-            out += view[pos : pos + size]
+            _pack_into(frames, at, VERSION, _DATA, 0, stream_id, size)
+            at += HEADER_SIZE
+            frames[at : at + size] = view[pos : pos + size]
+            at += size
             pos += size
+        if self._out:
+            self._out += frames
+        else:
+            self._out = frames
         return n
 
     def send_eof(self, stream_id: int) -> None:

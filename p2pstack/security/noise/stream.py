@@ -12,6 +12,7 @@ import anyio.abc
 from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import HandshakeError
 from p2pstack.identity import KeyPair, PeerID, PublicKey
+from p2pstack.multistream import unwrap
 from p2pstack.security.abc import SecureStream, SecureTransport
 from p2pstack.security.noise.handshake import NoiseHandshake
 from p2pstack.security.noise.transport import NoiseDecoder, NoiseEncoder
@@ -28,15 +29,18 @@ class NoiseStream(SecureStream):
     A message that fails authentication raises ``NoiseDecryptError`` (a
     ``RemoteProtocolError``); the stream is then unusable and should be closed.
     ``send_eof`` half-closes the raw stream; ``aclose`` closes it.
+
+    For a muxer's writer there is also a non-blocking path: :meth:`send_nowait` encrypts
+    and writes what the socket takes at once, keeping the rest for :meth:`flush`. The
+    caller must not mix it with a concurrent ``send``.
     """
 
-    def __init__(
-        self,
-        raw: anyio.abc.ByteStream,
-        handshake: NoiseHandshake,
-    ) -> None:
+    def __init__(self, raw: anyio.abc.ByteStream, handshake: NoiseHandshake) -> None:
         assert handshake.complete and handshake.remote_peer and handshake.remote_public_key
+        raw = unwrap(raw)
         self._raw = raw
+        self._receive_into = getattr(raw, "receive_into", None)
+        self._try_send = getattr(raw, "try_send", None)
         self._encoder = NoiseEncoder(handshake.send_key)
         self._decoder = NoiseDecoder(handshake.receive_key)
         self._decoder.feed(handshake.unconsumed())
@@ -44,6 +48,7 @@ class NoiseStream(SecureStream):
         self._remote_key = handshake.remote_public_key
         self._muxer = handshake.muxer
         self._pending = b""
+        self._unsent: bytearray | None = None
         local = handshake.identity.peer_id
         attrs: dict[Any, Callable[[], Any]] = {**raw.extra_attributes}
         attrs[P2PAttribute.remote_peer] = lambda: self._remote_peer
@@ -72,21 +77,53 @@ class NoiseStream(SecureStream):
         pending = self._pending
         if not pending:
             decoder = self._decoder
-            while (pending := decoder.next_plaintext()) is None:  # type: ignore[assignment]
-                data = await self._raw.receive(RECEIVE_SIZE)
-                decoder.feed(data)
-            if not pending:  # an empty message carries nothing: read on
-                return await self.receive(max_bytes)
+            while True:
+                plain = decoder.next_plaintext()
+                if plain:
+                    pending = plain
+                    break
+                if plain is None:  # need more bytes (an empty message is skipped)
+                    if self._receive_into is not None:
+                        decoder.wrote(await self._receive_into(decoder.writable()))
+                    else:
+                        decoder.feed(await self._raw.receive(RECEIVE_SIZE))
         if len(pending) > max_bytes:
             self._pending = pending[max_bytes:]
             return pending[:max_bytes]
         self._pending = b""
         return pending
 
-    async def send(self, item: bytes) -> None:
-        await self._raw.send(self._encoder.encode(item))  # type: ignore[arg-type]
+    async def send(self, item: bytes | bytearray | memoryview) -> None:
+        await self.flush()
+        await self._raw.send(self._encoder.encode(item))  # type: ignore[arg-type]  # bytes-like
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> bool:
+        """Encrypt ``data`` and write what the socket accepts now. Returns ``True`` when
+        everything went out, else the rest waits for :meth:`flush`."""
+        frames = self._encoder.encode(data)
+        if self._unsent is not None:
+            self._unsent += frames
+            return False
+        sent = self._try_send(frames) if self._try_send is not None else 0
+        if sent == len(frames):
+            return True
+        self._unsent = bytearray(frames[sent:])
+        return False
+
+    @property
+    def unsent(self) -> int:
+        """Encrypted bytes :meth:`send_nowait` could not write yet."""
+        return len(self._unsent) if self._unsent is not None else 0
+
+    async def flush(self) -> None:
+        """Write what :meth:`send_nowait` left over."""
+        unsent = self._unsent
+        if unsent is not None:
+            self._unsent = None
+            await self._raw.send(unsent)  # type: ignore[arg-type]  # bytes-like
 
     async def send_eof(self) -> None:
+        await self.flush()
         await self._raw.send_eof()
 
     async def aclose(self) -> None:

@@ -29,19 +29,28 @@ class NoiseDecryptError(RemoteProtocolError):
 
 
 class NoiseEncoder:
-    """Encrypts plaintext into framed transport messages."""
+    """Encrypts plaintext into framed transport messages.
 
-    __slots__ = ("_aead", "_nonce")
+    The frames are written into one reused buffer: :meth:`encode` returns a view of it that
+    stays valid until the next call. (A fresh buffer per call costs more than the
+    encryption: large allocations come from the kernel page by page.)
+    """
+
+    __slots__ = ("_aead", "_buf", "_nonce")
 
     def __init__(self, key: bytes) -> None:
         self._aead = ChaCha20Poly1305(key)
         self._nonce = 0
+        self._buf = bytearray(0)
 
-    def encode(self, data: bytes | bytearray | memoryview) -> bytearray:
-        """Frame and encrypt ``data`` (any length, split at 65519 bytes) into one buffer."""
+    def encode(self, data: bytes | bytearray | memoryview) -> memoryview:
+        """Frame and encrypt ``data`` (any length, split at 65519 bytes)."""
         total = len(data)
         count = (total + MAX_PLAINTEXT - 1) // MAX_PLAINTEXT or 1
-        out = bytearray(total + count * (2 + TAG))
+        size = total + count * (2 + TAG)
+        if len(self._buf) < size:
+            self._buf = bytearray(max(size, 2 * len(self._buf)))
+        out = self._buf
         out_view = memoryview(out)
         src = memoryview(data)
         encrypt_into = self._aead.encrypt_into
@@ -53,55 +62,89 @@ class NoiseEncoder:
         pack_len = _LEN.pack_into
         pack_nonce = _NONCE.pack
         while True:
-            size = min(MAX_PLAINTEXT, total - pos)
-            pack_len(out, at, size + TAG)
+            chunk = min(MAX_PLAINTEXT, total - pos)
+            pack_len(out, at, chunk + TAG)
             encrypt_into(
                 pack_nonce(nonce),
-                src[pos : pos + size],
+                src[pos : pos + chunk],
                 None,
-                out_view[at + 2 : at + 2 + size + TAG],
+                out_view[at + 2 : at + 2 + chunk + TAG],
             )
             nonce += 1
-            at += 2 + size + TAG
-            pos += size
+            at += 2 + chunk + TAG
+            pos += chunk
             if pos >= total:
                 break
         self._nonce = nonce
-        return out
+        return out_view[:size]
 
 
 class NoiseDecoder:
-    """Splits received bytes into transport messages and decrypts them."""
+    """Splits received bytes into transport messages and decrypts them.
 
-    __slots__ = ("_aead", "_buf", "_nonce")
+    Received bytes live in one preallocated buffer: the shell receives straight into
+    :meth:`writable` (then calls :meth:`wrote`), or hands over bytes with :meth:`feed`.
+    Each message is decrypted from that buffer in place of a copy.
+    """
 
-    def __init__(self, key: bytes) -> None:
+    __slots__ = ("_aead", "_buf", "_end", "_nonce", "_start", "_view")
+
+    def __init__(self, key: bytes, buffer_size: int = 1 << 20) -> None:
         self._aead = ChaCha20Poly1305(key)
         self._nonce = 0
-        self._buf = bytearray()
+        self._buf = bytearray(max(buffer_size, 2 * (MAX_MESSAGE + 2)))
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
 
-    def feed(self, data: bytes | bytearray) -> None:
-        self._buf += data
+    def writable(self) -> memoryview:
+        """Free space to receive into: always room for at least one whole message."""
+        if len(self._buf) - self._end < MAX_MESSAGE + 2:
+            # Move the partial message (< 64 KiB) to the front.
+            size = self._end - self._start
+            self._buf[:size] = self._view[self._start : self._end]
+            self._start = 0
+            self._end = size
+        return self._view[self._end :]
+
+    def wrote(self, n: int) -> None:
+        self._end += n
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            space = self.writable()
+            n = min(len(space), len(view))
+            space[:n] = view[:n]
+            self.wrote(n)
+            view = view[n:]
 
     def next_plaintext(self) -> bytes | None:
         """Decrypt the next whole message, or ``None`` until one has arrived."""
-        buf = self._buf
-        if len(buf) < 2:
+        start = self._start
+        available = self._end - start
+        if available < 2:
             return None
-        (length,) = _LEN.unpack_from(buf)
-        end = 2 + length
-        if len(buf) < end:
+        buf = self._buf
+        length = (buf[start] << 8) | buf[start + 1]
+        if available < 2 + length:
             return None
         if length < TAG:
             raise NoiseDecryptError(f"noise message of {length} bytes is shorter than its tag")
         try:
-            plain = self._aead.decrypt(_NONCE.pack(self._nonce), memoryview(buf)[2:end], None)
+            plain = self._aead.decrypt(
+                _NONCE.pack(self._nonce), self._view[start + 2 : start + 2 + length], None
+            )
         except InvalidTag:
             raise NoiseDecryptError("noise message failed authentication") from None
         self._nonce += 1
-        del buf[:end]
+        start += 2 + length
+        if start == self._end:
+            self._start = self._end = 0
+        else:
+            self._start = start
         return plain
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return self._end - self._start
