@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseExceptionGroup as group:
         # A task group wraps the one error that ended it; show that error itself.
         while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-            group = group.exceptions[0]  # type: ignore[assignment]
+            group = group.exceptions[0]
         print(f"p2pstack {args.command}: {type(group).__name__}: {group}", file=sys.stderr)
         return 1
 
