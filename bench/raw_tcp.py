@@ -70,8 +70,16 @@ async def client(port: int, up: int, down: int) -> None:
         got = await _drain(stream)
     seconds = anyio.current_time() - start
     assert got == down
-    print(json.dumps({"upload_bytes": up, "download_bytes": down, "seconds": seconds,
-                      "mib_per_s": (up + down) / seconds / 2**20}))
+    print(
+        json.dumps(
+            {
+                "upload_bytes": up,
+                "download_bytes": down,
+                "seconds": seconds,
+                "mib_per_s": (up + down) / seconds / 2**20,
+            }
+        )
+    )
 
 
 async def ping(port: int, count: int) -> None:

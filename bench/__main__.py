@@ -1,0 +1,41 @@
+"""`make bench`: every benchmark, each beside its baseline measured in the same run.
+
+python -m bench [bulk|latency|memory|small]... [--backend trio|asyncio] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+
+from bench import bulk, latency, memory, small
+
+TARGETS: dict[str, tuple[Callable[..., dict[str, float]], str]] = {
+    "bulk": (bulk.measure, "256 MiB one stream, two processes; >= 800 MiB/s and >= 0.5x raw"),
+    "latency": (latency.measure, "handshake+1RTT <= 4 ms; ping RTT <= 0.2 ms"),
+    "memory": (memory.measure, "idle listener RSS <= 40 MiB"),
+    "small": (small.measure, ">= 15,000 round trips/s; >= 3,000 streams/s"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", help=", ".join(TARGETS))
+    parser.add_argument("--backend", default="trio", choices=["trio", "asyncio"])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    for name in args.names or list(TARGETS):
+        func, goal = TARGETS[name]
+        results[name] = func(backend=args.backend)
+        if not args.json:
+            print(f"{name} ({args.backend}) — goal: {goal}")
+            for key, value in results[name].items():
+                print(f"  {key:36} {value:12.3f}")
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Small messages against a `p2pstack listen` process: 10,000 request/response round trips
+of 100 bytes on one /echo/1.0.0 stream, and 1,000 streams each opened, used for one byte
+and closed; beside 10,000 raw TCP round trips of 32 bytes in the same run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import anyio
+import anyio.abc
+
+from bench.processes import PYTHON, p2pstack_listener, raw_listener
+from p2pstack import Host
+from p2pstack.protocols import echo
+
+
+async def _exactly(stream: anyio.abc.ByteStream, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        data += await stream.receive(n - len(data))
+    return data
+
+
+async def _run(addr: str, round_trips: int, streams: int) -> tuple[float, float]:
+    message = b"x" * 100
+    async with Host() as host:
+        peer = await host.connect(addr)
+        stream = await host.new_stream(peer, [echo.PROTOCOL_ID])
+        async with stream:
+            for _ in range(100):  # warm-up
+                await stream.send(message)
+                await _exactly(stream, 100)
+            start = anyio.current_time()
+            for _ in range(round_trips):
+                await stream.send(message)
+                await _exactly(stream, 100)
+            rps = round_trips / (anyio.current_time() - start)
+
+        async def one_stream() -> None:
+            s = await host.new_stream(peer, [echo.PROTOCOL_ID])
+            async with s:
+                await s.send(b"!")
+                await _exactly(s, 1)
+
+        start = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            limiter = anyio.CapacityLimiter(64)
+
+            async def limited() -> None:
+                async with limiter:
+                    await one_stream()
+
+            for _ in range(streams):
+                tg.start_soon(limited)
+        sps = streams / (anyio.current_time() - start)
+    return rps, sps
+
+
+def measure(
+    round_trips: int = 10_000, streams: int = 1_000, backend: str = "trio"
+) -> dict[str, float]:
+    with p2pstack_listener(backend) as (_, addr), raw_listener() as (_, port):
+        rps, sps = anyio.run(_run, addr, round_trips, streams, backend=backend)
+        raw = subprocess.run(
+            [PYTHON, "-m", "bench.raw_tcp", "ping", port, str(round_trips)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        raw_rps = len(json.loads(raw.stdout)["rtts"]) / sum(json.loads(raw.stdout)["rtts"])
+    return {
+        "round_trips_per_s": rps,
+        "raw_tcp_round_trips_per_s": raw_rps,
+        "round_trip_ratio_to_raw": rps / raw_rps,
+        "streams_per_s": sps,
+    }
