@@ -23,16 +23,16 @@ def measure(size: int = 256 << 20, rounds: int = 3, backend: str = "trio") -> di
                         "mib_per_s"
                     ]
                 )
-            )  # type: ignore[arg-type]
-            raw_up.append(float(run_json([*raw, str(size), "0"])["mib_per_s"]))  # type: ignore[arg-type]
+            )
+            raw_up.append(float(run_json([*raw, str(size), "0"])["mib_per_s"]))
             p2p_down.append(
                 float(
                     run_json([*perf, "--upload-bytes", "0", "--download-bytes", str(size)])[
                         "mib_per_s"
                     ]
                 )
-            )  # type: ignore[arg-type]
-            raw_down.append(float(run_json([*raw, "0", str(size)])["mib_per_s"]))  # type: ignore[arg-type]
+            )
+            raw_down.append(float(run_json([*raw, "0", str(size)])["mib_per_s"]))
     result = {
         "p2pstack_upload_mib_s": statistics.median(p2p_up),
         "p2pstack_download_mib_s": statistics.median(p2p_down),

@@ -6,6 +6,7 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 PYTHON = sys.executable
 
@@ -39,7 +40,7 @@ def raw_listener() -> contextlib.AbstractContextManager[tuple[subprocess.Popen[s
     return process([PYTHON, "-m", "bench.raw_tcp", "serve"])
 
 
-def run_json(args: list[str]) -> dict[str, object]:
+def run_json(args: list[str]) -> dict[str, Any]:
     import json
 
     out = subprocess.run(args, capture_output=True, text=True, timeout=300, check=True).stdout
