@@ -25,15 +25,19 @@ class MemoryByteStream(ByteStream):
         self._receive = receive
         self._remainder = b""
         self._send_closed = False
+        self._send_guard = anyio.ResourceGuard("sending to")
+        self._receive_guard = anyio.ResourceGuard("receiving from")
 
     async def send(self, item: bytes) -> None:
-        if self._send_closed:
-            raise anyio.ClosedResourceError
-        if not item:
-            # An empty chunk would reach the peer as b"", which a byte stream never returns.
-            await checkpoint()
-            return
-        await self._send.send(bytes(item))
+        with self._send_guard:
+            if self._send_closed:
+                raise anyio.ClosedResourceError
+            if not item:
+                # An empty chunk would reach the peer as b"", which a byte stream never
+                # returns.
+                await checkpoint()
+                return
+            await self._send.send(bytes(item))
 
     async def send_eof(self) -> None:
         self._send_closed = True
@@ -41,16 +45,17 @@ class MemoryByteStream(ByteStream):
         await checkpoint()
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        chunk = self._remainder
-        if chunk:
-            self._remainder = b""
-            await checkpoint()
-        else:
-            chunk = await self._receive.receive()
-        if len(chunk) > max_bytes:
-            self._remainder = chunk[max_bytes:]
-            chunk = chunk[:max_bytes]
-        return chunk
+        with self._receive_guard:
+            chunk = self._remainder
+            if chunk:
+                self._remainder = b""
+                await checkpoint()
+            else:
+                chunk = await self._receive.receive()
+            if len(chunk) > max_bytes:
+                self._remainder = chunk[max_bytes:]
+                chunk = chunk[:max_bytes]
+            return chunk
 
     async def aclose(self) -> None:
         self._send_closed = True

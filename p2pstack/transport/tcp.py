@@ -77,6 +77,9 @@ class TcpStream(anyio.abc.ByteStream):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._closed = False
+        self._eof_sent = False
+        self._send_guard = anyio.ResourceGuard("sending to")
+        self._receive_guard = anyio.ResourceGuard("receiving from")
         remote = socket_multiaddr(sock.getpeername())
         local = socket_multiaddr(sock.getsockname())
         self._attrs: dict[Any, Callable[[], Any]] = {
@@ -100,41 +103,51 @@ class TcpStream(anyio.abc.ByteStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         await anyio.lowlevel.checkpoint_if_cancelled()
         sock = self._sock
-        while True:
-            try:
-                data = sock.recv(max_bytes)
-            except BlockingIOError:
-                await anyio.wait_readable(sock)
-                continue
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            if not data:
-                raise anyio.EndOfStream
-            # Data was there at once: still let other tasks run, as a checkpoint must.
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            return data
+        with self._receive_guard:
+            while True:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                try:
+                    data = sock.recv(max_bytes)
+                except BlockingIOError:
+                    await anyio.wait_readable(sock)
+                    continue
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+                if not data:
+                    raise anyio.EndOfStream
+                # Data was there at once: still let other tasks run, as a checkpoint must.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                return data
 
     async def receive_into(self, buffer: memoryview) -> int:
         """Receive into ``buffer``; returns the byte count (never 0: EOF raises)."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         sock = self._sock
-        while True:
-            try:
-                n = sock.recv_into(buffer)
-            except BlockingIOError:
-                await anyio.wait_readable(sock)
-                continue
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            if not n:
-                raise anyio.EndOfStream
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            return n
+        with self._receive_guard:
+            while True:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                try:
+                    n = sock.recv_into(buffer)
+                except BlockingIOError:
+                    await anyio.wait_readable(sock)
+                    continue
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+                if not n:
+                    raise anyio.EndOfStream
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                return n
+
+    def _check_writable(self) -> None:
+        if self._closed or self._eof_sent:
+            raise anyio.ClosedResourceError
 
     def try_send(self, data: bytes | bytearray | memoryview) -> int:
-        """Write what the kernel accepts right now; returns the count (maybe 0)."""
-        if self._closed:
-            raise anyio.ClosedResourceError
+        """Write what the kernel accepts right now; returns the count (maybe 0). Not to be
+        mixed with a concurrent :meth:`send`."""
+        self._check_writable()
         try:
             return self._sock.send(data)
         except BlockingIOError:
@@ -146,23 +159,27 @@ class TcpStream(anyio.abc.ByteStream):
         await anyio.lowlevel.checkpoint_if_cancelled()
         view = memoryview(item)
         sock = self._sock
-        while view:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            try:
-                n = sock.send(view)
-            except BlockingIOError:
-                await anyio.wait_writable(sock)
-                continue
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            view = view[n:]
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        with self._send_guard:
+            self._check_writable()
+            while view:
+                try:
+                    n = sock.send(view)
+                except BlockingIOError:
+                    await anyio.wait_writable(sock)
+                    self._check_writable()
+                    continue
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+                view = view[n:]
+            await anyio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_eof(self) -> None:
         await anyio.lowlevel.checkpoint()
         if self._closed:
             raise anyio.ClosedResourceError
+        if self._eof_sent:
+            return
+        self._eof_sent = True
         try:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError as exc:

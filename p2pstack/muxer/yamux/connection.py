@@ -231,8 +231,8 @@ class YamuxConnection(MuxedConnection):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream._on_data(event.data)
-                else:  # closed locally: discard, but keep the peer's window open
-                    self._core.consume(event.stream_id, len(event.data), drained=True)
+                else:  # we closed the stream: the peer learns so, as a TCP peer would
+                    self._core.reset_stream(event.stream_id)
             elif isinstance(event, ev.WindowOpened):
                 stream = streams.get(event.stream_id)
                 if stream is not None:

@@ -386,9 +386,16 @@ class YamuxSession:
                 raise RemoteProtocolError(f"yamux version {version}", GoAwayCode.PROTOCOL_ERROR)
             if ftype == _DATA:
                 if end - pos - HEADER_SIZE < length:
-                    # Wait for the whole payload, but refuse an overrun before buffering it.
+                    # Wait for the whole payload, but refuse an overrun before buffering it:
+                    # no frame may exceed a window we could have granted.
                     st = streams.get(sid)
-                    if st is not None and length > st.recv_window and not flags & _SYN:
+                    if flags & _SYN:
+                        limit = INITIAL_WINDOW
+                    elif st is not None:
+                        limit = st.recv_window
+                    else:
+                        limit = self.max_window
+                    if length > limit:
                         raise RemoteProtocolError("window overrun", GoAwayCode.PROTOCOL_ERROR)
                     break
                 start = pos + HEADER_SIZE
@@ -399,6 +406,7 @@ class YamuxSession:
                         pass  # a stream we already closed or reset: drop its data
                     elif st.remote_closed:
                         self._reset_by_us(sid, st, events)
+                        st = None  # gone: a RST flag on this frame changes nothing more
                     else:
                         if length > st.recv_window:
                             raise RemoteProtocolError(

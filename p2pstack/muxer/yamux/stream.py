@@ -169,8 +169,9 @@ class YamuxStream(MuxedStream):
         await anyio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
-        """Close our write side (FIN) and stop reading: unread and later data is discarded
-        and its window returned, so the peer never stalls on a closed stream."""
+        """Close our write side (FIN) and stop reading. Unread data is dropped; should the
+        peer send more after this, the stream is reset (its sends then fail), as TCP does
+        for data sent to a closed socket."""
         if self._closed:
             await anyio.lowlevel.checkpoint()
             return

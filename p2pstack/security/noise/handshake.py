@@ -38,6 +38,23 @@ MAX_FRAME = 65535
 _LEN = struct.Struct(">H")
 
 
+def encode_payload(identity: KeyPair, static_public: bytes, muxers: Sequence[str]) -> bytes:
+    """Our handshake payload: identity key, its signature over the static key, muxers."""
+    msg = noise_pb2.NoiseHandshakePayload(
+        identity_key=identity.public.encode(),
+        identity_sig=identity.private.sign(SIGNATURE_PREFIX + static_public),
+    )
+    if muxers:
+        msg.extensions.stream_muxers.extend(muxers)
+    return msg.SerializeToString()
+
+
+def static_public_bytes(static: x25519.X25519PrivateKey) -> bytes:
+    return static.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+
+
 class NoiseHandshake:
     """One side of one handshake.
 
@@ -55,6 +72,7 @@ class NoiseHandshake:
         muxers: Sequence[str] = (),
         expected_peer: PeerID | None = None,
         static_key: x25519.X25519PrivateKey | None = None,
+        payload: bytes | None = None,
     ) -> None:
         if expected_peer is not None and not initiator:
             raise LocalProtocolError("only the initiator can expect a peer id")
@@ -63,9 +81,7 @@ class NoiseHandshake:
         self.muxers = tuple(muxers)
         self.expected_peer = expected_peer
         static = static_key or x25519.X25519PrivateKey.generate()
-        self._static_public = static.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        self._static_public = static_public_bytes(static)
         self._noise = NoiseConnection.from_name(PROTOCOL_NAME)
         self._noise.set_keypair_from_private_bytes(
             Keypair.STATIC,
@@ -86,6 +102,7 @@ class NoiseHandshake:
         self._in = bytearray()
         self._out = bytearray()
         self._step = 0  # messages processed so far (sent or received)
+        self._own_payload = payload
         self.complete = False
         self.remote_peer: PeerID | None = None
         self.remote_public_key: PublicKey | None = None
@@ -149,7 +166,10 @@ class NoiseHandshake:
         return payload
 
     def _write(self, payload: bytes) -> None:
-        message = self._noise.write_message(payload)
+        try:
+            message = self._noise.write_message(payload)
+        except Exception as exc:  # e.g. a low-order ephemeral key from the peer
+            raise HandshakeError(f"noise handshake failed: {exc}") from exc
         if len(message) > MAX_FRAME:
             raise LocalProtocolError("handshake message too large")
         self._out += _LEN.pack(len(message))
@@ -157,13 +177,9 @@ class NoiseHandshake:
         self._step += 1
 
     def _payload(self) -> bytes:
-        msg = noise_pb2.NoiseHandshakePayload(
-            identity_key=self.identity.public.encode(),
-            identity_sig=self.identity.private.sign(SIGNATURE_PREFIX + self._static_public),
-        )
-        if self.muxers:
-            msg.extensions.stream_muxers.extend(self.muxers)
-        return msg.SerializeToString()
+        if self._own_payload is None:
+            self._own_payload = encode_payload(self.identity, self._static_public, self.muxers)
+        return self._own_payload
 
     def _verify_payload(self, payload: bytes) -> None:
         try:

@@ -8,13 +8,18 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from cryptography.hazmat.primitives.asymmetric import x25519
 
 from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import HandshakeError
 from p2pstack.identity import KeyPair, PeerID, PublicKey
 from p2pstack.multistream import unwrap
 from p2pstack.security.abc import SecureStream, SecureTransport
-from p2pstack.security.noise.handshake import NoiseHandshake
+from p2pstack.security.noise.handshake import (
+    NoiseHandshake,
+    encode_payload,
+    static_public_bytes,
+)
 from p2pstack.security.noise.transport import NoiseDecoder, NoiseEncoder
 
 PROTOCOL_ID = "/noise"
@@ -49,6 +54,8 @@ class NoiseStream(SecureStream):
         self._muxer = handshake.muxer
         self._pending = b""
         self._unsent: bytearray | None = None
+        self._send_broken = False
+        self._send_guard = anyio.ResourceGuard("sending to")
         local = handshake.identity.peer_id
         attrs: dict[Any, Callable[[], Any]] = {**raw.extra_attributes}
         attrs[P2PAttribute.remote_peer] = lambda: self._remote_peer
@@ -94,12 +101,27 @@ class NoiseStream(SecureStream):
         return pending
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
-        await self.flush()
-        await self._raw.send(self._encoder.encode(item))  # type: ignore[arg-type]  # bytes-like
+        """Encrypt and write ``item``. Cancelled before it starts, nothing is sent; cancelled
+        while the socket is full, part of a message may have gone out and the stream is
+        broken from then on (its nonces and framing cannot be recovered)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        with self._send_guard:
+            self._check_send()
+            try:
+                await self._flush()
+                await self._raw.send(self._encoder.encode(item))  # type: ignore[arg-type]
+            except anyio.get_cancelled_exc_class():
+                self._send_broken = True
+                raise
+
+    def _check_send(self) -> None:
+        if self._send_broken:
+            raise anyio.BrokenResourceError("an earlier send was interrupted mid-message")
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> bool:
         """Encrypt ``data`` and write what the socket accepts now. Returns ``True`` when
         everything went out, else the rest waits for :meth:`flush`."""
+        self._check_send()
         frames = self._encoder.encode(data)
         if self._unsent is not None:
             self._unsent += frames
@@ -116,11 +138,21 @@ class NoiseStream(SecureStream):
         return len(self._unsent) if self._unsent is not None else 0
 
     async def flush(self) -> None:
-        """Write what :meth:`send_nowait` left over."""
+        """Write what :meth:`send_nowait` left over (same cancellation rule as send)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        with self._send_guard:
+            self._check_send()
+            try:
+                await self._flush()
+            except anyio.get_cancelled_exc_class():
+                self._send_broken = True
+                raise
+
+    async def _flush(self) -> None:
         unsent = self._unsent
         if unsent is not None:
-            self._unsent = None
             await self._raw.send(unsent)  # type: ignore[arg-type]  # bytes-like
+            self._unsent = None
 
     async def send_eof(self) -> None:
         await self.flush()
@@ -137,6 +169,28 @@ class Noise(SecureTransport):
 
     def __init__(self, identity: KeyPair) -> None:
         self.identity = identity
+        # One static DH key per transport, like a TLS certificate: the identity signature
+        # over it (and so the whole payload) is computed once instead of per handshake.
+        # Forward secrecy comes from the ephemeral keys, which stay per handshake.
+        self._static = x25519.X25519PrivateKey.generate()
+        self._static_public = static_public_bytes(self._static)
+        self._payloads: dict[tuple[str, ...], bytes] = {}
+
+    def _handshake(
+        self, initiator: bool, muxers: Sequence[str], expected_peer: PeerID | None = None
+    ) -> NoiseHandshake:
+        key = tuple(muxers)
+        payload = self._payloads.get(key)
+        if payload is None:
+            payload = self._payloads[key] = encode_payload(self.identity, self._static_public, key)
+        return NoiseHandshake(
+            self.identity,
+            initiator,
+            muxers=key,
+            expected_peer=expected_peer,
+            static_key=self._static,
+            payload=payload,
+        )
 
     async def secure_outbound(
         self,
@@ -144,13 +198,12 @@ class Noise(SecureTransport):
         expected_peer: PeerID | None,
         muxers: Sequence[str] = (),
     ) -> NoiseStream:
-        hs = NoiseHandshake(self.identity, True, muxers=muxers, expected_peer=expected_peer)
-        return await _run(raw, hs)
+        return await _run(raw, self._handshake(True, muxers, expected_peer))
 
     async def secure_inbound(
         self, raw: anyio.abc.ByteStream, muxers: Sequence[str] = ()
     ) -> NoiseStream:
-        return await _run(raw, NoiseHandshake(self.identity, False, muxers=muxers))
+        return await _run(raw, self._handshake(False, muxers))
 
 
 async def _run(raw: anyio.abc.ByteStream, hs: NoiseHandshake) -> NoiseStream:

@@ -100,9 +100,16 @@ class NoiseDecoder:
     def writable(self) -> memoryview:
         """Free space to receive into: always room for at least one whole message."""
         if len(self._buf) - self._end < MAX_MESSAGE + 2:
-            # Move the partial message (< 64 KiB) to the front.
             size = self._end - self._start
-            self._buf[:size] = self._view[self._start : self._end]
+            if len(self._buf) - size < MAX_MESSAGE + 2:
+                # Fed more than one buffer's worth without decoding: grow.
+                bigger = bytearray(2 * len(self._buf))
+                bigger[:size] = self._view[self._start : self._end]
+                self._buf = bigger
+                self._view = memoryview(bigger)
+            else:
+                # Move what is left (usually a partial message) to the front.
+                self._buf[:size] = self._view[self._start : self._end]
             self._start = 0
             self._end = size
         return self._view[self._end :]
