@@ -118,19 +118,17 @@ class StreamCheck:
                             a, b = b, a
                         try:
                             await self.body(a, b, traits)
-                        except AssertionError as exc:
-                            if flipped:
-                                exc.add_note(f"(with the pair's streams swapped: {self.name})")
-                            raise
+                        except Exception as exc:
+                            failure = _single_failure(exc)
+                            order = "swapped (b, a)" if flipped else "as made (a, b)"
+                            failure.add_note(f"in check {self.name!r}, streams {order}")
+                            if failure is exc:
+                                raise
+                            raise failure from exc
         except TimeoutError:
             raise AssertionError(
                 f"{self.name}: did not finish within {traits.timeout} s (a hang?)"
             ) from None
-        except BaseExceptionGroup as group:
-            leaf = _single_leaf(group)
-            if leaf is None:
-                raise
-            raise leaf from group
 
 
 TWO_WAY_CHECKS: tuple[StreamCheck, ...]
@@ -187,14 +185,12 @@ async def _fresh_pair(make_pair: PairFactory) -> AsyncIterator[StreamPair]:
                 await anyio.aclose_forcefully(b)
 
 
-def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The only exception inside nested groups (task groups wrap even one), else None."""
-    if len(group.exceptions) != 1:
-        return None
-    inner = group.exceptions[0]
-    if isinstance(inner, BaseExceptionGroup):
-        return _single_leaf(inner)
-    return inner
+def _single_failure(exc: Exception) -> Exception:
+    """The one error inside (nested) exception groups, since task groups wrap even a single
+    one; ``exc`` itself when it is not such a group."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 @contextmanager
