@@ -103,6 +103,7 @@ class TcpStream(anyio.abc.ByteStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         await anyio.lowlevel.checkpoint_if_cancelled()
         sock = self._sock
+        waited = False
         with self._receive_guard:
             while True:
                 if self._closed:
@@ -111,19 +112,23 @@ class TcpStream(anyio.abc.ByteStream):
                     data = sock.recv(max_bytes)
                 except BlockingIOError:
                     await anyio.wait_readable(sock)
+                    waited = True
                     continue
                 except OSError as exc:
                     raise self._broken(exc) from exc
                 if not data:
                     raise anyio.EndOfStream
-                # Data was there at once: still let other tasks run, as a checkpoint must.
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                if not waited:
+                    # Data was there at once: still let other tasks run, as a checkpoint
+                    # must. (After a wait we already gave way.)
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
                 return data
 
     async def receive_into(self, buffer: memoryview) -> int:
         """Receive into ``buffer``; returns the byte count (never 0: EOF raises)."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         sock = self._sock
+        waited = False
         with self._receive_guard:
             while True:
                 if self._closed:
@@ -132,12 +137,14 @@ class TcpStream(anyio.abc.ByteStream):
                     n = sock.recv_into(buffer)
                 except BlockingIOError:
                     await anyio.wait_readable(sock)
+                    waited = True
                     continue
                 except OSError as exc:
                     raise self._broken(exc) from exc
                 if not n:
                     raise anyio.EndOfStream
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                if not waited:
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
                 return n
 
     def _check_writable(self) -> None:
@@ -161,17 +168,20 @@ class TcpStream(anyio.abc.ByteStream):
         sock = self._sock
         with self._send_guard:
             self._check_writable()
+            waited = False
             while view:
                 try:
                     n = sock.send(view)
                 except BlockingIOError:
                     await anyio.wait_writable(sock)
+                    waited = True
                     self._check_writable()
                     continue
                 except OSError as exc:
                     raise self._broken(exc) from exc
                 view = view[n:]
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+            if not waited:
+                await anyio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_eof(self) -> None:
         await anyio.lowlevel.checkpoint()

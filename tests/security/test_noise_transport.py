@@ -141,7 +141,7 @@ def test_receiving_into_the_writable_buffer() -> None:
     pos = 0
     while pos < len(wire):
         space = decoder.writable()
-        assert len(space) >= MAX_MESSAGE + 2
+        assert len(space) >= 4096  # room to receive, and for the rest of a partial message
         n = min(len(space), 40_000, len(wire) - pos)
         space[:n] = wire[pos : pos + n]
         decoder.wrote(n)

@@ -282,14 +282,17 @@ class YamuxConnection(MuxedConnection):
             self._wake_writer()
         return n
 
-    async def _wait_writer_room(self) -> None:
+    async def _wait_writer_room(self) -> bool:
+        """Wait while too much is queued for the writer; ``True`` if it had to wait."""
+        waited = False
         while self._core.bytes_to_send + self._unsent() > WRITE_HIGH_WATER:
             self._check_alive()
             waiter = self._room_waiter
             if waiter is None:
                 waiter = self._room_waiter = anyio.Event()
             await waiter.wait()
-        await anyio.lowlevel.checkpoint()
+            waited = True
+        return waited
 
     def _send_eof(self, sid: int) -> None:
         self._core.send_eof(sid)

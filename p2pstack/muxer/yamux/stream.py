@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: A send() queues at most this much before it lets the writer catch up.
 SEND_CHUNK = 256 * 1024
+#: A send at least this large yields to other tasks even when nothing made it wait.
+YIELD_AFTER = 16 * 1024
 
 
 class YamuxStream(MuxedStream):
@@ -128,19 +130,26 @@ class YamuxStream(MuxedStream):
             raise anyio.BusyResourceError("sending to")
         self._sending = True
         try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
             view = memoryview(item)
             conn = self._conn
+            gave_way = False
             while True:
                 self._check_writable()
                 if not view:
-                    return
+                    break
                 n = conn._send_data(self._id, view[:SEND_CHUNK])
                 if n:
                     view = view[n:]
-                    await conn._wait_writer_room()
+                    gave_way |= await conn._wait_writer_room()
                 else:
                     waiter = self._send_waiter = anyio.Event()
                     await waiter.wait()
+                    gave_way = True
+            if not gave_way and len(item) >= YIELD_AFTER:
+                # A bulk sender whose data all went out at once still lets others run;
+                # a small message skips the scheduler round trip (it matters for latency).
+                await anyio.lowlevel.cancel_shielded_checkpoint()
         finally:
             self._sending = False
 

@@ -22,6 +22,8 @@ MAX_PLAINTEXT = MAX_MESSAGE - TAG
 _NONCE = struct.Struct("<4xQ")
 _LEN = struct.Struct(">H")
 _MAX_NONCE = 2**64 - 1
+#: A receive is offered at least this much room.
+_MIN_FREE = 4096
 
 
 class NoiseDecryptError(RemoteProtocolError):
@@ -82,40 +84,66 @@ class NoiseEncoder:
 class NoiseDecoder:
     """Splits received bytes into transport messages and decrypts them.
 
-    Received bytes live in one preallocated buffer: the shell receives straight into
-    :meth:`writable` (then calls :meth:`wrote`), or hands over bytes with :meth:`feed`.
-    Each message is decrypted from that buffer in place of a copy.
+    Received bytes live in one buffer: the shell receives straight into :meth:`writable`
+    (then calls :meth:`wrote`), or hands over bytes with :meth:`feed`. Each message is
+    decrypted from that buffer without a copy. The buffer starts small (an idle connection
+    costs little memory) and doubles, up to ``max_buffer``, while receives keep filling it.
     """
 
-    __slots__ = ("_aead", "_buf", "_end", "_nonce", "_start", "_view")
+    __slots__ = ("_aead", "_buf", "_end", "_max", "_nonce", "_offered", "_start", "_view")
 
-    def __init__(self, key: bytes, buffer_size: int = 1 << 20) -> None:
+    def __init__(self, key: bytes, initial_buffer: int = 16 * 1024, max_buffer: int = 1 << 20):
         self._aead = ChaCha20Poly1305(key)
         self._nonce = 0
-        self._buf = bytearray(max(buffer_size, 2 * (MAX_MESSAGE + 2)))
+        self._buf = bytearray(initial_buffer)
         self._view = memoryview(self._buf)
+        self._max = max(max_buffer, 2 * (MAX_MESSAGE + 2))
         self._start = 0
         self._end = 0
+        self._offered = 0
 
     def writable(self) -> memoryview:
-        """Free space to receive into: always room for at least one whole message."""
-        if len(self._buf) - self._end < MAX_MESSAGE + 2:
-            size = self._end - self._start
-            if len(self._buf) - size < MAX_MESSAGE + 2:
-                # Fed more than one buffer's worth without decoding: grow.
-                bigger = bytearray(2 * len(self._buf))
-                bigger[:size] = self._view[self._start : self._end]
-                self._buf = bigger
-                self._view = memoryview(bigger)
-            else:
-                # Move what is left (usually a partial message) to the front.
-                self._buf[:size] = self._view[self._start : self._end]
-            self._start = 0
-            self._end = size
-        return self._view[self._end :]
+        """Free space to receive into, enough to complete the message under way."""
+        size = self._end - self._start
+        buf = self._buf
+        if size >= 2:
+            needed = 2 + ((buf[self._start] << 8) | buf[self._start + 1])
+        else:
+            needed = 2
+        free = len(buf) - self._end
+        if free >= _MIN_FREE and free >= needed - size:
+            view = self._view[self._end :]
+            self._offered = len(view)
+            return view
+        length = len(buf)
+        while length < needed or length - size < _MIN_FREE:
+            length *= 2
+        if length != len(buf):
+            bigger = bytearray(length)
+            bigger[:size] = self._view[self._start : self._end]
+            self._buf = bigger
+            self._view = memoryview(bigger)
+        else:  # move what is left (a partial message) to the front
+            self._buf[:size] = self._view[self._start : self._end]
+        self._start = 0
+        self._end = size
+        view = self._view[size:]
+        self._offered = len(view)
+        return view
 
     def wrote(self, n: int) -> None:
         self._end += n
+        if n == self._offered and len(self._buf) < self._max:
+            # The receive filled all we offered: more was probably waiting. Grow, so
+            # that bulk transfers need fewer, larger receives.
+            bigger = bytearray(min(2 * len(self._buf), self._max))
+            size = self._end - self._start
+            bigger[:size] = self._view[self._start : self._end]
+            self._buf = bigger
+            self._view = memoryview(bigger)
+            self._start = 0
+            self._end = size
+        self._offered = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
