@@ -150,10 +150,13 @@ class YamuxConnection(MuxedConnection):
 
     async def _reader(self) -> None:
         core = self._core
+        # A secure stream that can lend its plaintext buffer saves an allocation and a
+        # cold copy per message; the session copies out what it keeps before the next read.
+        receive_view = getattr(self._secure, "receive_view", None)
         receive = self._secure.receive
         try:
             while True:
-                data = await receive(RECEIVE_SIZE)
+                data = await (receive_view() if receive_view is not None else receive(RECEIVE_SIZE))
                 events = core.receive_data(data)
                 if events:
                     self._dispatch(events)

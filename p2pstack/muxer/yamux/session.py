@@ -356,7 +356,8 @@ class YamuxSession:
     # ------------------------------------------------------------------ peer input
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Feed bytes from the peer; return the events they complete."""
+        """Feed bytes from the peer; return the events they complete. Nothing refers to
+        ``data`` afterwards (the caller may reuse its buffer)."""
         self._check_usable()
         buf = self._in
         if buf:

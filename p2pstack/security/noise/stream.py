@@ -100,6 +100,21 @@ class NoiseStream(SecureStream):
         self._pending = b""
         return pending
 
+    async def receive_view(self) -> memoryview:
+        """The next message's plaintext (never empty) as a view that stays valid only until
+        the next call; for a muxer that copies out what it keeps. Not to be mixed with
+        :meth:`receive` while that holds a partial message."""
+        decoder = self._decoder
+        while True:
+            plain = decoder.next_plaintext_view()
+            if plain:
+                return plain
+            if plain is None:
+                if self._receive_into is not None:
+                    decoder.wrote(await self._receive_into(decoder.writable()))
+                else:
+                    decoder.feed(await self._raw.receive(RECEIVE_SIZE))
+
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         """Encrypt and write ``item``. Cancelled before it starts, nothing is sent; cancelled
         while the socket is full, part of a message may have gone out and the stream is

@@ -90,7 +90,17 @@ class NoiseDecoder:
     costs little memory) and doubles, up to ``max_buffer``, while receives keep filling it.
     """
 
-    __slots__ = ("_aead", "_buf", "_end", "_max", "_nonce", "_offered", "_start", "_view")
+    __slots__ = (
+        "_aead",
+        "_buf",
+        "_end",
+        "_max",
+        "_nonce",
+        "_offered",
+        "_plain_view",
+        "_start",
+        "_view",
+    )
 
     def __init__(self, key: bytes, initial_buffer: int = 16 * 1024, max_buffer: int = 1 << 20):
         self._aead = ChaCha20Poly1305(key)
@@ -101,6 +111,7 @@ class NoiseDecoder:
         self._start = 0
         self._end = 0
         self._offered = 0
+        self._plain_view = memoryview(bytearray(MAX_PLAINTEXT))
 
     def writable(self) -> memoryview:
         """Free space to receive into, enough to complete the message under way."""
@@ -154,8 +165,8 @@ class NoiseDecoder:
             self.wrote(n)
             view = view[n:]
 
-    def next_plaintext(self) -> bytes | None:
-        """Decrypt the next whole message, or ``None`` until one has arrived."""
+    def _next_message(self) -> tuple[int, int] | None:
+        """(start, length) of the next whole ciphertext in the buffer, consuming it."""
         start = self._start
         available = self._end - start
         if available < 2:
@@ -166,19 +177,49 @@ class NoiseDecoder:
             return None
         if length < TAG:
             raise NoiseDecryptError(f"noise message of {length} bytes is shorter than its tag")
+        end = start + 2 + length
+        if end == self._end:
+            self._start = self._end = 0
+        else:
+            self._start = end
+        return start + 2, length
+
+    def next_plaintext(self) -> bytes | None:
+        """Decrypt the next whole message, or ``None`` until one has arrived."""
+        found = self._next_message()
+        if found is None:
+            return None
+        start, length = found
+        # The buffer is only written to by writable()/feed(), after this returns.
         try:
             plain = self._aead.decrypt(
-                _NONCE.pack(self._nonce), self._view[start + 2 : start + 2 + length], None
+                _NONCE.pack(self._nonce), self._view[start : start + length], None
             )
         except InvalidTag:
             raise NoiseDecryptError("noise message failed authentication") from None
         self._nonce += 1
-        start += 2 + length
-        if start == self._end:
-            self._start = self._end = 0
-        else:
-            self._start = start
         return plain
+
+    def next_plaintext_view(self) -> memoryview | None:
+        """Like :meth:`next_plaintext`, but decrypted into a reused buffer: the view stays
+        valid until the next call. Nothing is allocated, and the plaintext lands in memory
+        the cache already holds, which is what makes the bulk path fast."""
+        found = self._next_message()
+        if found is None:
+            return None
+        start, length = found
+        size = length - TAG
+        try:
+            self._aead.decrypt_into(
+                _NONCE.pack(self._nonce),
+                self._view[start : start + length],
+                None,
+                self._plain_view[:size],
+            )
+        except InvalidTag:
+            raise NoiseDecryptError("noise message failed authentication") from None
+        self._nonce += 1
+        return self._plain_view[:size]
 
     @property
     def buffered(self) -> int:
