@@ -1,4 +1,5 @@
-"""Small messages against a `p2pstack listen` process: 10,000 request/response round trips
+"""Small messages against a `p2pstack listen` process (and, for comparison, against a host
+in the same process): 10,000 request/response round trips
 of 100 bytes on one /echo/1.0.0 stream, and 1,000 streams each opened, used for one byte
 and closed; beside 10,000 raw TCP round trips of 32 bytes in the same run."""
 
@@ -57,11 +58,18 @@ async def _run(addr: str, round_trips: int, streams: int) -> tuple[float, float]
     return rps, sps
 
 
+async def _in_process(round_trips: int, streams: int) -> tuple[float, float]:
+    async with Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]) as server:
+        server.set_stream_handler(echo.PROTOCOL_ID, echo.handle_echo, max_inbound_per_peer=1024)
+        return await _run(str(server.addrs[0]), round_trips, streams)
+
+
 def measure(
     round_trips: int = 10_000, streams: int = 1_000, backend: str = "trio"
 ) -> dict[str, float]:
     with p2pstack_listener(backend) as (_, addr), raw_listener() as (_, port):
         rps, sps = anyio.run(_run, addr, round_trips, streams, backend=backend)
+        in_rps, in_sps = anyio.run(_in_process, round_trips, streams, backend=backend)
         raw = subprocess.run(
             [PYTHON, "-m", "bench.raw_tcp", "ping", port, str(round_trips)],
             capture_output=True,
@@ -75,4 +83,6 @@ def measure(
         "raw_tcp_round_trips_per_s": raw_rps,
         "round_trip_ratio_to_raw": rps / raw_rps,
         "streams_per_s": sps,
+        "in_process_round_trips_per_s": in_rps,
+        "in_process_streams_per_s": in_sps,
     }

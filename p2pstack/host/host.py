@@ -206,7 +206,10 @@ class Host:
                 else:
                     del self._inbound_counts[key]
             with anyio.CancelScope(shield=True):
-                await negotiated.aclose()
+                try:
+                    await negotiated.aclose()
+                except Exception as exc:  # closing must never take the connection down
+                    log.debug("closing a %s stream failed: %r", protocol, exc)
 
     # ------------------------------------------------------------------ dialing, streams
 

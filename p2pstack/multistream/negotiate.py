@@ -12,6 +12,7 @@ unknown state, to be closed or reset by its owner.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,16 @@ async def _receive_for(stream: ByteStream, negotiation: Negotiation) -> None:
         data = await stream.receive()
     except anyio.EndOfStream:
         raise RemoteProtocolError("stream ended during multistream negotiation") from None
-    negotiation.receive_data(data)
+    try:
+        negotiation.receive_data(data)
+    except RemoteProtocolError:
+        # Answers queued before the bad message (a pipelined dialer's "na") still go out,
+        # so that the dialer learns why rather than just seeing the stream fail.
+        out = negotiation.data_to_send()
+        if out:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await stream.send(out)
+        raise
 
 
 async def _run(stream: ByteStream, negotiation: Negotiation) -> ByteStream:
@@ -63,8 +73,12 @@ async def select_outbound(
     """
     negotiation = DialerNegotiation(protocols)
     if lazy and len(negotiation.protocols) == 1:
-        await stream.send(negotiation.data_to_send())
-        return negotiation.proposed, LazyNegotiatedStream(stream, negotiation)
+        # Nothing is written yet: the header and proposal go out with the first send()
+        # (one write, one frame), or before the first receive() at the latest.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        lazy_stream = LazyNegotiatedStream(stream, negotiation)
+        lazy_stream._unsent = negotiation.data_to_send()
+        return negotiation.proposed, lazy_stream
     stream = await _run(stream, negotiation)
     assert negotiation.protocol is not None
     return negotiation.protocol, stream
@@ -81,9 +95,86 @@ async def select_inbound(
     :class:`RemoteProtocolError` here).
     """
     negotiation = ListenerNegotiation(supported)
+    if getattr(stream, "has_buffered_data", False):
+        # The dialer's header and proposal are already here: answer after reading them,
+        # so that our header, the answer and the handler's first write go out together.
+        # (A dialer that waits for our header first never gets here with data buffered.)
+        while not negotiation.done:
+            await _receive_for(stream, negotiation)
+            if not negotiation.done:
+                out = negotiation.data_to_send()
+                if out:
+                    await stream.send(out)
+        assert negotiation.protocol is not None
+        reply = negotiation.data_to_send()
+        leftover = negotiation.unconsumed()
+        if reply or leftover:
+            return negotiation.protocol, InboundNegotiatedStream(stream, reply, leftover)
+        return negotiation.protocol, stream
     stream = await _run(stream, negotiation)
     assert negotiation.protocol is not None
     return negotiation.protocol, stream
+
+
+class InboundNegotiatedStream(ByteStream):
+    """The listener's stream when its answer was held back: the answer goes out in front
+    of the first ``send()`` (or before the first ``receive()`` that would wait, or on
+    ``send_eof()``/``aclose()``), and bytes the dialer sent after its proposal are
+    received first."""
+
+    def __init__(self, inner: ByteStream, reply: bytes, leftover: bytes) -> None:
+        self.inner = inner
+        self._reply = reply
+        self._leftover = leftover
+
+    async def _flush_reply(self) -> None:
+        reply, self._reply = self._reply, b""
+        if reply:
+            await self.inner.send(reply)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        leftover = self._leftover
+        if leftover:
+            self._leftover = leftover[max_bytes:]
+            await anyio.lowlevel.checkpoint()
+            return leftover[:max_bytes]
+        if self._reply:
+            await self._flush_reply()
+        return await self.inner.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        reply = self._reply
+        if reply:
+            self._reply = b""
+            if len(item) <= _COALESCE_LIMIT:
+                await self.inner.send(reply + bytes(item))
+                return
+            await self.inner.send(reply)
+        await self.inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self._flush_reply()
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        if self._reply:
+            # A stream closed before its first write still tells the dialer it was
+            # accepted, unless it can no longer be written to.
+            with anyio.move_on_after(1, shield=True):
+                try:
+                    await self._flush_reply()
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+        self._leftover = b""
+        await self.inner.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self.inner.extra_attributes
+
+
+#: A first write up to this size is joined to a held-back negotiation message.
+_COALESCE_LIMIT = 64 * 1024
 
 
 class LazyNegotiatedStream(ByteStream):
@@ -105,6 +196,13 @@ class LazyNegotiatedStream(ByteStream):
         self._negotiating = False
         self._error: Exception | None = None
         self._pending = b""
+        #: header and proposal not written yet (select_outbound defers them)
+        self._unsent = b""
+
+    async def _flush_proposal(self) -> None:
+        unsent, self._unsent = self._unsent, b""
+        if unsent:
+            await self.inner.send(unsent)
 
     async def _finish_negotiation(self, negotiation: DialerNegotiation) -> None:
         if self._error is not None:
@@ -113,6 +211,7 @@ class LazyNegotiatedStream(ByteStream):
             raise anyio.BusyResourceError("receiving from")
         self._negotiating = True
         try:
+            await self._flush_proposal()
             while not negotiation.done:
                 await _receive_for(self.inner, negotiation)
                 out = negotiation.data_to_send()
@@ -139,13 +238,22 @@ class LazyNegotiatedStream(ByteStream):
     async def send(self, item: bytes) -> None:
         if self._error is not None:
             raise self._error
+        unsent = self._unsent
+        if unsent:
+            self._unsent = b""
+            if len(item) <= _COALESCE_LIMIT:
+                await self.inner.send(unsent + bytes(item))
+                return
+            await self.inner.send(unsent)
         await self.inner.send(item)
 
     async def send_eof(self) -> None:
+        await self._flush_proposal()
         await self.inner.send_eof()
 
     async def aclose(self) -> None:
         self._pending = b""
+        self._unsent = b""
         await self.inner.aclose()
 
     @property
@@ -165,6 +273,13 @@ def unwrap(stream: ByteStream) -> ByteStream:
             and stream._negotiation is None
             and stream._error is None
             and not stream._pending
+            and not stream._unsent
+        ):
+            stream = stream.inner
+        elif (
+            isinstance(stream, InboundNegotiatedStream)
+            and not stream._reply
+            and not stream._leftover
         ):
             stream = stream.inner
         elif isinstance(stream, BufferedByteStream) and not stream.buffered:

@@ -78,6 +78,7 @@ class TcpStream(anyio.abc.ByteStream):
         self._sock = sock
         self._closed = False
         self._eof_sent = False
+        self._drained = False
         self._send_guard = anyio.ResourceGuard("sending to")
         self._receive_guard = anyio.ResourceGuard("receiving from")
         remote = socket_multiaddr(sock.getpeername())
@@ -130,6 +131,11 @@ class TcpStream(anyio.abc.ByteStream):
         sock = self._sock
         waited = False
         with self._receive_guard:
+            if self._drained:
+                # The last receive emptied the socket: wait before trying, which saves
+                # a recv that would almost surely fail (a syscall per message).
+                await anyio.wait_readable(sock)
+                waited = True
             while True:
                 if self._closed:
                     raise anyio.ClosedResourceError
@@ -143,6 +149,7 @@ class TcpStream(anyio.abc.ByteStream):
                     raise self._broken(exc) from exc
                 if not n:
                     raise anyio.EndOfStream
+                self._drained = n < len(buffer)
                 if not waited:
                     await anyio.lowlevel.cancel_shielded_checkpoint()
                 return n

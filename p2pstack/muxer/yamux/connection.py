@@ -104,11 +104,13 @@ class YamuxConnection(MuxedConnection):
                 break
             waiter = self._open_waiter = anyio.Event()
             await waiter.wait()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         sid = core.open_stream()
         stream = YamuxStream(self, sid, outbound=True)
         self._streams[sid] = stream
-        self._wake_writer()
-        await anyio.lowlevel.checkpoint()
+        # The SYN is left to the writer task: a caller that writes before it next yields
+        # (as multistream's pipelined proposal does) sends SYN and data in one write.
+        self._wake_writer_task()
         return stream
 
     async def accept_stream(self) -> MuxedStream:
@@ -161,7 +163,9 @@ class YamuxConnection(MuxedConnection):
                 if events:
                     self._dispatch(events)
                 if core.bytes_to_send:
-                    self._wake_writer()
+                    # Acknowledgements and pongs: let the writer task send them, after the
+                    # handlers just woken had a chance to add their replies to the write.
+                    self._wake_writer_task()
         except RemoteProtocolError as exc:
             log.debug("yamux peer violated the protocol: %s", exc)
             self._error = exc
@@ -332,6 +336,16 @@ class YamuxConnection(MuxedConnection):
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 self._write_failed(exc)
                 return
+        waiter = self._write_waiter
+        if waiter is not None:
+            self._write_waiter = None
+            waiter.set()
+
+    def _flush_before_wait(self) -> None:
+        if self._core.bytes_to_send:
+            self._wake_writer()
+
+    def _wake_writer_task(self) -> None:
         waiter = self._write_waiter
         if waiter is not None:
             self._write_waiter = None

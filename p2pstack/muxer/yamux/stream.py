@@ -49,6 +49,11 @@ class YamuxStream(MuxedStream):
         return self._id
 
     @property
+    def has_buffered_data(self) -> bool:
+        """Whether ``receive()`` would return at once (data is already here)."""
+        return bool(self._chunks)
+
+    @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         attrs: dict[Any, Callable[[], Any]] = {**self._conn.extra_attributes}
         attrs[P2PAttribute.direction] = lambda: "outbound" if self._outbound else "inbound"
@@ -111,6 +116,8 @@ class YamuxStream(MuxedStream):
                     raise anyio.EndOfStream
                 if self._broken is not None:
                     raise anyio.BrokenResourceError("connection lost") from self._broken
+                # Whatever is queued (our SYN, say) must be on its way before we wait.
+                self._conn._flush_before_wait()
                 waiter = self._receive_waiter = anyio.Event()
                 await waiter.wait()
             chunk = chunks[0]
