@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from multiaddr import Multiaddr
 
 from p2pstack.errors import InvalidKeyError, RemoteProtocolError
-from p2pstack.framing import LengthPrefixedDecoder, encode_length_prefixed
+from p2pstack.framing import LengthPrefixedDecoder, encode_length_prefixed, encode_uvarint
 from p2pstack.identity import PeerID, PublicKey, decode_public_key
 from p2pstack.pb import identify_pb2
 
@@ -67,6 +67,15 @@ def encode_identify(
     if observed_addr is not None:
         msg.observedAddr = observed_addr.to_bytes()
     return msg.SerializeToString()
+
+
+def with_observed_addr(encoded: bytes, observed_addr: Multiaddr | None) -> bytes:
+    """``encoded`` (an Identify without observedAddr) plus field 4, observedAddr. Protobuf
+    readers take fields in any order, so a host encodes the rest once for all connections."""
+    if observed_addr is None:
+        return encoded
+    value: bytes = observed_addr.to_bytes()
+    return encoded + b"\x22" + encode_uvarint(len(value)) + value
 
 
 def _addr(data: bytes) -> Multiaddr | None:

@@ -186,3 +186,24 @@ async def test_bidirectional_bulk_no_deadlock(pair: tuple[Host, Host]) -> None:
 
             tg.start_soon(upload)
             assert await read_all(stream) == payload
+
+
+def test_identify_message_with_observed_addr_decodes() -> None:
+    from multiaddr import Multiaddr
+
+    from p2pstack import KeyPair
+    from p2pstack.protocols.identify import (
+        IdentifyInfo,
+        encode_identify,
+        merge_identify,
+        with_observed_addr,
+    )
+
+    key = KeyPair.generate()
+    base = encode_identify(key.public, [Multiaddr("/ip4/1.2.3.4/tcp/5")], ["/a/1"], None, "x/1")
+    info = IdentifyInfo()
+    merge_identify(info, with_observed_addr(base, Multiaddr("/ip4/9.9.9.9/tcp/1")))
+    assert info.observed_addr == Multiaddr("/ip4/9.9.9.9/tcp/1")
+    assert info.listen_addrs == [Multiaddr("/ip4/1.2.3.4/tcp/5")]
+    assert info.protocols == ["/a/1"] and info.agent_version == "x/1"
+    assert info.peer_id == key.peer_id
