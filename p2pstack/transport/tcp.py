@@ -102,28 +102,10 @@ class TcpStream(anyio.abc.ByteStream):
         return anyio.BrokenResourceError(str(exc))
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        sock = self._sock
-        waited = False
-        with self._receive_guard:
-            while True:
-                if self._closed:
-                    raise anyio.ClosedResourceError
-                try:
-                    data = sock.recv(max_bytes)
-                except BlockingIOError:
-                    await anyio.wait_readable(sock)
-                    waited = True
-                    continue
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-                if not data:
-                    raise anyio.EndOfStream
-                if not waited:
-                    # Data was there at once: still let other tasks run, as a checkpoint
-                    # must. (After a wait we already gave way.)
-                    await anyio.lowlevel.cancel_shielded_checkpoint()
-                return data
+        # Only handshakes come this way; the data path uses receive_into.
+        buffer = bytearray(max_bytes)
+        n = await self.receive_into(memoryview(buffer))
+        return bytes(memoryview(buffer)[:n])
 
     async def receive_into(self, buffer: memoryview) -> int:
         """Receive into ``buffer``; returns the byte count (never 0: EOF raises)."""
@@ -131,6 +113,8 @@ class TcpStream(anyio.abc.ByteStream):
         sock = self._sock
         waited = False
         with self._receive_guard:
+            if self._closed:
+                raise anyio.ClosedResourceError
             if self._drained:
                 # The last receive emptied the socket: wait before trying, which saves
                 # a recv that would almost surely fail (a syscall per message).

@@ -80,20 +80,24 @@ class NoiseStream(SecureStream):
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self._attrs
 
+    async def _read_more(self) -> None:
+        """Receive whatever the raw stream has into the decoder."""
+        decoder = self._decoder
+        if self._receive_into is not None:
+            decoder.wrote(await self._receive_into(decoder.writable()))
+        else:
+            decoder.feed(await self._raw.receive(RECEIVE_SIZE))
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
         pending = self._pending
         if not pending:
-            decoder = self._decoder
             while True:
-                plain = decoder.next_plaintext()
-                if plain:
+                plain = self._decoder.next_plaintext()
+                if plain:  # an empty message carries nothing: read on
                     pending = plain
                     break
-                if plain is None:  # need more bytes (an empty message is skipped)
-                    if self._receive_into is not None:
-                        decoder.wrote(await self._receive_into(decoder.writable()))
-                    else:
-                        decoder.feed(await self._raw.receive(RECEIVE_SIZE))
+                if plain is None:
+                    await self._read_more()
         if len(pending) > max_bytes:
             self._pending = pending[max_bytes:]
             return pending[:max_bytes]
@@ -104,16 +108,12 @@ class NoiseStream(SecureStream):
         """The next message's plaintext (never empty) as a view that stays valid only until
         the next call; for a muxer that copies out what it keeps. Not to be mixed with
         :meth:`receive` while that holds a partial message."""
-        decoder = self._decoder
         while True:
-            plain = decoder.next_plaintext_view()
+            plain = self._decoder.next_plaintext_view()
             if plain:
                 return plain
             if plain is None:
-                if self._receive_into is not None:
-                    decoder.wrote(await self._receive_into(decoder.writable()))
-                else:
-                    decoder.feed(await self._raw.receive(RECEIVE_SIZE))
+                await self._read_more()
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         """Encrypt and write ``item``. Cancelled before it starts, nothing is sent; cancelled

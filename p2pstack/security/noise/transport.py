@@ -129,15 +129,7 @@ class NoiseDecoder:
         length = len(buf)
         while length < needed or length - size < _MIN_FREE:
             length *= 2
-        if length != len(buf):
-            bigger = bytearray(length)
-            bigger[:size] = self._view[self._start : self._end]
-            self._buf = bigger
-            self._view = memoryview(bigger)
-        else:  # move what is left (a partial message) to the front
-            self._buf[:size] = self._view[self._start : self._end]
-        self._start = 0
-        self._end = size
+        self._move_to_front(length)
         view = self._view[size:]
         self._offered = len(view)
         return view
@@ -147,14 +139,22 @@ class NoiseDecoder:
         if n == self._offered and len(self._buf) < self._max:
             # The receive filled all we offered: more was probably waiting. Grow, so
             # that bulk transfers need fewer, larger receives.
-            bigger = bytearray(min(2 * len(self._buf), self._max))
-            size = self._end - self._start
+            self._move_to_front(min(2 * len(self._buf), self._max))
+        self._offered = 0
+
+    def _move_to_front(self, length: int) -> None:
+        """Put the unread bytes at the start of a buffer of ``length`` (a new one if the
+        size changes)."""
+        size = self._end - self._start
+        if length != len(self._buf):
+            bigger = bytearray(length)
             bigger[:size] = self._view[self._start : self._end]
             self._buf = bigger
             self._view = memoryview(bigger)
-            self._start = 0
-            self._end = size
-        self._offered = 0
+        else:
+            self._buf[:size] = self._view[self._start : self._end]
+        self._start = 0
+        self._end = size
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
