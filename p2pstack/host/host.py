@@ -304,6 +304,9 @@ class Host:
 
     def _on_disconnection(self, conn: Connection) -> None:
         self._identify_info.pop(conn, None)
+        lock = self._ping_locks.get(conn.remote_peer)
+        if lock is not None and not lock.locked() and not self.swarm.connections(conn.remote_peer):
+            del self._ping_locks[conn.remote_peer]
         event = self._identified.pop(conn, None)
         if event is not None:
             event.set()
