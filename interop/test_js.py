@@ -416,6 +416,9 @@ def test_p2pstack_dials_js(
     assert p["observed_addr"], f"no observed_addr\n{why}"
     assert p["observed_addr"].startswith("/ip4/127.0.0.1/tcp/"), why
     assert p["listen_addrs"], why
+    # js signs its addresses (RFC 0003); p2pstack verified the envelope it sent.
+    assert p["peer_record_addrs"], f"no verified signed peer record from js\n{why}"
+    assert js_listener.rsplit("/p2p/", 1)[0] in p["peer_record_addrs"], why
 
     r = run(
         f"p2pstack[{backend}] echo -> js",

@@ -107,6 +107,10 @@ async def cmd_ping(args: argparse.Namespace) -> int:
             "protocols": info.protocols,
             "listen_addrs": [str(a) for a in info.listen_addrs],
             "observed_addr": str(info.observed_addr) if info.observed_addr else None,
+            # the peer's signed peer record, verified (None: it sent none, or a bad one)
+            "peer_record_addrs": (
+                [str(a) for a in info.peer_record.addrs] if info.peer_record else None
+            ),
         }
         if args.json:
             _emit(summary)

@@ -19,6 +19,7 @@ is what :meth:`Host.identify` returns.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -33,6 +34,7 @@ from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import ConfigError, DialError, ProtocolNotSupported, RemoteProtocolError
 from p2pstack.host.router import ProtocolRouter, StreamHandler
 from p2pstack.identity import KeyPair, PeerID
+from p2pstack.identity.record import PeerRecord
 from p2pstack.multistream import select_inbound, select_outbound
 from p2pstack.muxer.abc import MuxedStream, StreamMuxer
 from p2pstack.muxer.yamux import Yamux
@@ -334,7 +336,13 @@ class Host:
         store = self.peerstore
         if info.public_key is not None:
             store.add_public_key(peer, info.public_key)
-        store.add_addrs(peer, info.listen_addrs, RECENTLY_CONNECTED_ADDR_TTL, anyio.current_time())
+        addrs = info.listen_addrs
+        record = info.peer_record
+        if record is not None and record.peer_id == peer:
+            # Addresses the peer signed itself are preferred, as go does.
+            addrs = list(record.addrs)
+            store.put(peer, "peer_record", record)
+        store.add_addrs(peer, addrs, RECENTLY_CONNECTED_ADDR_TTL, anyio.current_time())
         if info.protocols:
             store.set_protocols(peer, info.protocols)
         if info.agent_version is not None:
@@ -357,8 +365,18 @@ class Host:
 
     def _identify_message(self, conn: Connection | None) -> bytes:
         if self._identify_cache is None:
+            addrs = self.listen_addrs
+            record = None
+            if addrs:
+                # The sequence number must grow across restarts too: go uses the time.
+                record = PeerRecord(self.peer_id, time.time_ns(), tuple(addrs))
             self._identify_cache = identify.encode_identify(
-                self.key_pair.public, self.listen_addrs, self.protocols, None, self.agent_version
+                self.key_pair.public,
+                addrs,
+                self.protocols,
+                None,
+                self.agent_version,
+                signed_peer_record=record.seal(self.key_pair.private) if record else None,
             )
         return identify.with_observed_addr(
             self._identify_cache, conn.remote_addr if conn is not None else None

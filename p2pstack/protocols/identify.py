@@ -20,6 +20,7 @@ from multiaddr import Multiaddr
 from p2pstack.errors import InvalidKeyError, RemoteProtocolError
 from p2pstack.framing import LengthPrefixedDecoder, encode_length_prefixed, encode_uvarint
 from p2pstack.identity import PeerID, PublicKey, decode_public_key
+from p2pstack.identity.record import PeerRecord
 from p2pstack.pb import identify_pb2
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class IdentifyInfo:
     protocol_version: str | None = None
     agent_version: str | None = None
     signed_peer_record: bytes | None = None
+    #: the verified content of ``signed_peer_record`` (None if absent or invalid)
+    peer_record: PeerRecord | None = None
 
     @property
     def peer_id(self) -> PeerID | None:
@@ -56,6 +59,7 @@ def encode_identify(
     observed_addr: Multiaddr | None,
     agent_version: str,
     protocol_version: str = PROTOCOL_VERSION,
+    signed_peer_record: bytes | None = None,
 ) -> bytes:
     msg = identify_pb2.Identify(
         protocolVersion=protocol_version,
@@ -66,6 +70,8 @@ def encode_identify(
     )
     if observed_addr is not None:
         msg.observedAddr = observed_addr.to_bytes()
+    if signed_peer_record is not None:
+        msg.signedPeerRecord = signed_peer_record
     return msg.SerializeToString()
 
 
@@ -108,6 +114,12 @@ def merge_identify(info: IdentifyInfo, body: bytes) -> None:
         info.agent_version = msg.agentVersion
     if msg.HasField("signedPeerRecord"):
         info.signed_peer_record = msg.signedPeerRecord
+        try:
+            info.peer_record = PeerRecord.open(msg.signedPeerRecord)
+        except InvalidKeyError as exc:
+            # go and js ignore a bad record too and fall back to listenAddrs.
+            log.debug("ignoring an invalid signed peer record: %s", exc)
+            info.peer_record = None
 
 
 async def read_identify(stream: anyio.abc.ByteStream) -> IdentifyInfo:

@@ -207,3 +207,13 @@ def test_identify_message_with_observed_addr_decodes() -> None:
     assert info.listen_addrs == [Multiaddr("/ip4/1.2.3.4/tcp/5")]
     assert info.protocols == ["/a/1"] and info.agent_version == "x/1"
     assert info.peer_id == key.peer_id
+
+
+async def test_identify_carries_a_signed_peer_record(pair: tuple[Host, Host]) -> None:
+    server, client = pair
+    with anyio.fail_after(10):
+        info = await client.identify(server.addrs[0])
+    assert info.peer_record is not None
+    assert info.peer_record.peer_id == server.peer_id
+    assert list(info.peer_record.addrs) == server.listen_addrs
+    assert client.peerstore.get(server.peer_id, "peer_record") == info.peer_record
