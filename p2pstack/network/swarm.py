@@ -43,6 +43,16 @@ UPGRADE_TIMEOUT = 15.0
 EVENT_BUFFER = 256
 
 
+class _PendingDial:
+    """A dial in progress, which concurrent dials to the same peer wait for."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: Exception | None = None
+
+
 class Swarm:
     def __init__(
         self,
@@ -61,8 +71,7 @@ class Swarm:
         self._tg: anyio.abc.TaskGroup | None = None
         self._listeners: list[Listener] = []
         self._conns: dict[PeerID, list[Connection]] = {}
-        self._pending: dict[PeerID, anyio.Event] = {}
-        self._pending_errors: dict[PeerID, BaseException] = {}
+        self._pending: dict[PeerID, _PendingDial] = {}
         self._subscribers: list[MemoryObjectSendStream[ConnectionEvent]] = []
         #: called (synchronously) when a connection is up, and when it is gone
         self.on_connection: list[ConnectionCallback] = []
@@ -155,24 +164,23 @@ class Swarm:
                 pending = self._pending.get(peer)
                 if pending is None:
                     break
-                await pending.wait()
-                error = self._pending_errors.get(peer)
-                if error is not None and not self.connections(peer):
-                    raise error
-        done = anyio.Event()
+                # Someone is dialing this peer already: share the outcome of that dial.
+                await pending.done.wait()
+                if pending.error is not None and not self.connections(peer):
+                    raise pending.error
+                # (A dial that was cancelled leaves no error: try again ourselves.)
+        attempt = _PendingDial()
         if peer is not None:
-            self._pending[peer] = done
-            self._pending_errors.pop(peer, None)
+            self._pending[peer] = attempt
         try:
             return await self._dial_addrs(peer, addrs)
-        except BaseException as exc:
-            if peer is not None:
-                self._pending_errors[peer] = exc
+        except Exception as exc:
+            attempt.error = exc
             raise
         finally:
             if peer is not None:
                 del self._pending[peer]
-            done.set()
+            attempt.done.set()
 
     async def _dial_addrs(self, peer: PeerID | None, addrs: Sequence[Multiaddr]) -> Connection:
         attempts: list[tuple[object, BaseException]] = []

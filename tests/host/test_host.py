@@ -217,3 +217,23 @@ async def test_identify_carries_a_signed_peer_record(pair: tuple[Host, Host]) ->
     assert info.peer_record.peer_id == server.peer_id
     assert list(info.peer_record.addrs) == server.listen_addrs
     assert client.peerstore.get(server.peer_id, "peer_record") == info.peer_record
+
+
+async def test_concurrent_dials_share_one_attempt_and_its_error() -> None:
+    async with Host() as client, Host() as absent:
+        target = f"/ip4/127.0.0.1/tcp/1/p2p/{absent.peer_id}"
+        errors: list[BaseException] = []
+
+        async def dial() -> None:
+            try:
+                await client.connect(target)
+            except DialError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(dial)
+        assert len(errors) == 3
+        # the waiters got the first dialer's error itself, not an attempt of their own
+        assert len({id(e) for e in errors}) == 1
