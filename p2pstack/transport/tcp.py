@@ -96,6 +96,17 @@ class TcpStream(anyio.abc.ByteStream):
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self._attrs
 
+    @property
+    def has_buffered_data(self) -> bool:
+        """Whether bytes from the peer are waiting (a non-blocking peek). multistream uses
+        it to answer a pipelined proposal together with what follows."""
+        if self._closed:
+            return False
+        try:
+            return bool(self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:
+            return False
+
     def _broken(self, exc: OSError) -> anyio.BrokenResourceError | anyio.ClosedResourceError:
         if self._closed:
             return anyio.ClosedResourceError()
