@@ -42,6 +42,12 @@ def socket_multiaddr(sockaddr: Any) -> Multiaddr:
     return Multiaddr(f"/{family}/{host}/tcp/{port}")
 
 
+def _close_socket(sock: socket.socket) -> None:
+    """Close ``sock``, first waking any task waiting on it (with ClosedResourceError)."""
+    anyio.notify_closing(sock)
+    sock.close()
+
+
 async def _connect_ip(host: str, port: int, proto: str) -> socket.socket:
     """Connect to an IP literal without a getaddrinfo round trip through a worker thread,
     which costs more than a whole loopback handshake."""
@@ -200,8 +206,7 @@ class TcpStream(anyio.abc.ByteStream):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            anyio.notify_closing(self._sock)
-            self._sock.close()
+            _close_socket(self._sock)
         await anyio.lowlevel.checkpoint()
 
 
@@ -256,8 +261,7 @@ class TcpListener(Listener):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            anyio.notify_closing(self._sock)
-            self._sock.close()
+            _close_socket(self._sock)
         await anyio.lowlevel.checkpoint()
 
 
