@@ -168,24 +168,11 @@ async def cmd_echo(args: argparse.Namespace) -> int:
     async with Host(load_or_create_key(args.key)) as host:
         peer = await host.connect(args.maddr)
         stream = await host.new_stream(peer, [echo.PROTOCOL_ID])
-        received = bytearray()
         start = anyio.current_time()
-
-        async def upload() -> None:
-            view = memoryview(data)
-            for pos in range(0, len(data), 1 << 20):
-                await stream.send(bytes(view[pos : pos + (1 << 20)]))
-            await stream.send_eof()
-
-        async with stream, anyio.create_task_group() as tg:
-            tg.start_soon(upload)
-            while True:
-                try:
-                    received += await stream.receive(1 << 20)
-                except anyio.EndOfStream:
-                    break
+        async with stream:
+            received = await echo.echo_exchange(stream, data)
         seconds = anyio.current_time() - start
-    ok = bytes(received) == data
+    ok = received == data
     line = {
         "remote_peer": str(peer),
         "echo_bytes": len(data),

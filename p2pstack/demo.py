@@ -29,20 +29,8 @@ PERF_BYTES = 64 << 20
 async def _echo(host: Host, target: Multiaddr) -> bool:
     data = os.urandom(ECHO_BYTES)
     stream = await host.new_stream(target, [echo.PROTOCOL_ID])
-    received = bytearray()
-    async with stream, anyio.create_task_group() as tg:
-
-        async def upload() -> None:
-            await stream.send(data)
-            await stream.send_eof()
-
-        tg.start_soon(upload)
-        while True:
-            try:
-                received += await stream.receive(1 << 20)
-            except anyio.EndOfStream:
-                break
-    return bytes(received) == data
+    async with stream:
+        return await echo.echo_exchange(stream, data) == data
 
 
 async def _start_remote_node() -> tuple[anyio.abc.Process, Multiaddr]:

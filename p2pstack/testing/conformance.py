@@ -344,6 +344,18 @@ class _Flag:
             self.done = True
 
 
+async def _start_blocked_send(
+    tg: anyio.abc.TaskGroup, stream: ByteStream, data: bytes, traits: StreamTraits
+) -> _Flag:
+    """Start sending ``data`` (clog_bytes long) in ``tg`` and check that it blocks."""
+    flag = _Flag()
+    tg.start_soon(flag.run, lambda: _send_any(stream, data))
+    await anyio.wait_all_tasks_blocked()
+    if flag.done:
+        raise AssertionError(f"a send of clog_bytes={traits.clog_bytes} did not block; raise it")
+    return flag
+
+
 # ---------------------------------------------------------------------------- data
 
 
@@ -473,14 +485,8 @@ async def _busy_send(a: ByteStream, b: ByteStream, traits: StreamTraits) -> None
     and sends nothing; the blocked send completes and the stream goes on working."""
     assert traits.clog_bytes is not None
     data = random.Random(21).randbytes(traits.clog_bytes)
-    first = _Flag()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(first.run, lambda: _send_any(a, data))
-        await anyio.wait_all_tasks_blocked()
-        if first.done:
-            raise AssertionError(
-                f"a send of clog_bytes={traits.clog_bytes} did not block; raise it"
-            )
+        await _start_blocked_send(tg, a, data, traits)
         outcome = await _outcome_without_blocking(
             "a second concurrent send()", lambda: a.send(b"!")
         )
@@ -558,14 +564,8 @@ async def _send_cancelled_while_blocked(a: ByteStream, b: ByteStream, traits: St
     BrokenResourceError. Both streams still close cleanly."""
     assert traits.clog_bytes is not None
     data = random.Random(31).randbytes(traits.clog_bytes)
-    first = _Flag()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(first.run, lambda: _send_any(a, data))
-        await anyio.wait_all_tasks_blocked()
-        if first.done:
-            raise AssertionError(
-                f"a send of clog_bytes={traits.clog_bytes} did not block; raise it"
-            )
+        await _start_blocked_send(tg, a, data, traits)
         tg.cancel_scope.cancel()
     marker = b"<after the cancelled send>"
     got = bytearray()
