@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-all lint proto bench interop interop-js clean
+.PHONY: install run test test-all lint proto bench interop interop-matrix interop-quick interop-js redis clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,7 +36,21 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) -m bench
 
-interop: interop-js
+# The interop matrix against go, rust, js and py-libp2p peers (interop/README.md), then the
+# js suite's finer checks. Builds are cached under ~/.cache/p2pstack/interop.
+interop: interop-matrix interop-js
+
+interop-matrix: $(STAMP) redis
+	$(PYTHON) interop/run.py
+
+interop-quick: $(STAMP) redis
+	$(PYTHON) interop/run.py --quick
+
+# Debian's redis-server, which the interop runner starts on a private loopback port.
+redis:
+	@command -v redis-server >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
 interop-js: $(STAMP)
 	bash interop/js/build.sh

@@ -13,6 +13,8 @@
   ``seconds``, ``mib_per_s``.
 - ``p2pstack echo MADDR --bytes N [--json]``: sends N random bytes on ``/echo/1.0.0`` and
   checks that the same bytes come back.
+- ``p2pstack interop``: the libp2p/test-plans transport-interop peer, configured by
+  environment variables (``interop/CONTRACT.md``, ``p2pstack.interop.peer``).
 
 ``--backend trio|asyncio`` (before the command) picks the event loop; trio by default.
 """
@@ -216,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("maddr")
     p.add_argument("--bytes", type=int, default=1 << 20)
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("interop", help="test-plans interop peer, configured by environment")
+    p.set_defaults(func=None)
     return parser
 
 
@@ -227,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         # Only our own debug output: py-multiaddr logs every codec call at DEBUG.
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         logging.getLogger("p2pstack").setLevel(logging.DEBUG)
+    if args.command == "interop":
+        from p2pstack.interop.peer import main as interop_main
+
+        return interop_main(backend=args.backend)
     try:
         return int(anyio.run(args.func, args, backend=args.backend))
     except KeyboardInterrupt:

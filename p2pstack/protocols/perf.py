@@ -33,13 +33,19 @@ async def _send_zeros(
             progress(size)
 
 
-async def _drain(stream: anyio.abc.ByteStream, progress: Callable[[int], None] | None) -> int:
+async def _drain(
+    stream: anyio.abc.ByteStream, progress: Callable[[int], None] | None
+) -> tuple[int, float | None]:
+    """Read to EOF; returns (bytes read, when the first of them arrived)."""
     total = 0
+    first_at: float | None = None
     while True:
         try:
             data = await stream.receive(CHUNK)
         except anyio.EndOfStream:
-            return total
+            return total, first_at
+        if first_at is None:
+            first_at = anyio.current_time()
         total += len(data)
         if progress is not None:
             progress(len(data))
@@ -60,10 +66,18 @@ async def handle_perf(stream: anyio.abc.ByteStream) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PerfResult:
+    """``upload_seconds``: from the start to the first downloaded byte (to EOF when nothing
+    is downloaded), i.e. until the server had drained the upload; ``seconds``: the whole
+    exchange."""
+
     upload_bytes: int
     download_bytes: int
     upload_seconds: float
     seconds: float
+
+    @property
+    def download_seconds(self) -> float:
+        return self.seconds - self.upload_seconds
 
     @property
     def mib_per_s(self) -> float:
@@ -81,9 +95,9 @@ async def run_perf(
     await stream.send(_U64.pack(download_bytes))
     await _send_zeros(stream, upload_bytes, progress)
     await stream.send_eof()
-    uploaded = anyio.current_time()
-    received = await _drain(stream, progress)
+    received, first_at = await _drain(stream, progress)
     end = anyio.current_time()
     if received != download_bytes:
         raise RemoteProtocolError(f"perf server sent {received} bytes, asked for {download_bytes}")
+    uploaded = first_at if first_at is not None else end
     return PerfResult(upload_bytes, received, uploaded - start, end - start)
