@@ -10,7 +10,8 @@
 Lifetime: leaving the ``async with`` closes listeners and connections and cancels every
 handler. Handlers run in the task group of the connection their stream came on; a handler
 that raises gets its stream reset and is logged, and the host goes on; a stream a handler
-left open is closed when it returns.
+left open is closed when it returns. An exception raised in the ``async with`` body comes
+out as itself (not wrapped in an exception group) after the host has shut down.
 
 Ping and identify are always served; identify runs on every new connection, and its result
 is what :meth:`Host.identify` returns.
@@ -136,7 +137,14 @@ class Host:
     ) -> bool | None:
         assert self._exit is not None
         exit_stack, self._exit, self._tg = self._exit, None, None
-        return await exit_stack.__aexit__(exc_type, exc, tb)
+        try:
+            return await exit_stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The host's task group wraps what the ``async with`` body raised; when that
+            # exception is all there is, let it through as itself, not as a group.
+            if exc is not None and _sole_exception(group) is exc:
+                return False
+            raise
 
     async def listen(self, addr: Multiaddr | str) -> list[Multiaddr]:
         """Listen on another address; returns the bound addresses."""
@@ -425,6 +433,16 @@ class Host:
                     await identify.write_identify(negotiated, self._identify_message(conn))
         except (Exception, ProtocolNotSupported) as exc:
             log.debug("identify push to %s failed: %r", conn.remote_peer, exc)
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside (possibly nested) single-member groups, else None."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup):
+        if len(inner.exceptions) != 1:
+            return None
+        inner = inner.exceptions[0]
+    return inner
 
 
 def _merge_info(into: IdentifyInfo, new: IdentifyInfo) -> None:

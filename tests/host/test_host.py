@@ -237,3 +237,12 @@ async def test_concurrent_dials_share_one_attempt_and_its_error() -> None:
         assert len(errors) == 3
         # the waiters got the first dialer's error itself, not an attempt of their own
         assert len({id(e) for e in errors}) == 1
+
+
+async def test_exception_in_body_comes_out_unwrapped() -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]):
+            raise Boom
