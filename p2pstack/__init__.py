@@ -24,6 +24,7 @@ from p2pstack.identity import KeyPair, KeyType, PeerID, PrivateKey, PublicKey
 from p2pstack.network import Connection, ConnectionClosed, ConnectionEvent, ConnectionOpened
 from p2pstack.protocols.identify import IdentifyInfo
 from p2pstack.protocols.perf import PerfResult
+from p2pstack.pubsub import FloodSub, GossipSub, GossipSubParams, PubSub, ValidationResult
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,9 @@ __all__ = [
     "ConnectionEvent",
     "ConnectionOpened",
     "DialError",
+    "FloodSub",
+    "GossipSub",
+    "GossipSubParams",
     "HandshakeError",
     "Host",
     "IdentifyInfo",
@@ -49,10 +53,12 @@ __all__ = [
     "PerfResult",
     "PrivateKey",
     "ProtocolNotSupported",
+    "PubSub",
     "PublicKey",
     "PublishError",
     "RemoteProtocolError",
     "ResourceLimitExceeded",
     "StreamReset",
+    "ValidationResult",
     "__version__",
 ]

@@ -169,7 +169,12 @@ class Host:
     def set_stream_handler(
         self, protocol: str, handler: StreamHandler, *, max_inbound_per_peer: int | None = None
     ) -> None:
-        """Serve ``protocol``: each inbound stream runs ``await handler(stream)``."""
+        """Serve ``protocol``: each inbound stream runs ``await handler(stream)``.
+
+        When the dialer's proposal came with data, our multistream answer is held back and
+        sent with the handler's first ``send()`` (or before its first ``receive()`` that has
+        to wait): a handler should read or write before it awaits anything else, or the
+        dialer waits for the answer meanwhile."""
         self._router.add(protocol, handler, max_inbound_per_peer=max_inbound_per_peer)
         self._push_identify_soon()
 

@@ -1,0 +1,127 @@
+"""PubSub on real hosts over TCP (both backends): subscribe, mesh, publish, validators."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+import pytest
+
+from p2pstack.host import Host
+from p2pstack.identity import PeerID
+from p2pstack.pubsub.gossipsub.router import GossipSub
+from p2pstack.pubsub.router import FloodSub, Grafted, PeerJoined, ValidationResult
+from p2pstack.pubsub.rpc import Message
+from p2pstack.pubsub.service import PubSub
+
+pytestmark = pytest.mark.anyio
+T = "chat"
+
+
+@asynccontextmanager
+async def network(n: int, flood: tuple[int, ...] = ()) -> AsyncIterator[list[PubSub]]:
+    async with AsyncExitStack() as stack:
+        services = []
+        for i in range(n):
+            host = await stack.enter_async_context(Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]))
+            router = FloodSub(host.key_pair) if i in flood else GossipSub(host.key_pair)
+            services.append(await stack.enter_async_context(PubSub(host, router)))
+        yield services
+
+
+async def wait_for(ps: PubSub, predicate: type, peer: PeerID, topic: str = T) -> None:
+    """Wait until the router reports ``predicate(peer, topic)`` (or it already holds)."""
+    async with ps.events() as events:
+        if predicate is PeerJoined and peer in ps.peers(topic):
+            return
+        if predicate is Grafted and peer in ps.mesh_peers(topic):
+            return
+        async for ev in events:
+            if isinstance(ev, predicate) and ev.peer == peer and ev.topic == topic:  # type: ignore[attr-defined]
+                return
+
+
+async def test_line_of_three_delivers_through_the_middle() -> None:
+    async with network(3) as (a, b, c):
+        subs = [await ps.subscribe(T) for ps in (a, b, c)]
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_for, a, Grafted, b.host.peer_id)
+                tg.start_soon(wait_for, c, Grafted, b.host.peer_id)
+                await b.host.connect(a.host.addrs[0])
+                await c.host.connect(b.host.addrs[0])
+            msg_id = await c.publish(T, b"hello")
+            got = [await s.receive() for s in subs]
+        assert all(m.data == b"hello" and m.msg_id == msg_id for m in got)
+        assert got[0].source == c.host.peer_id and got[0].received_from == b.host.peer_id
+        assert got[2].received_from is None  # our own message
+        assert a.peers(T) == [b.host.peer_id]
+
+
+async def test_validator_rejects_and_message_stops() -> None:
+    async with network(3) as (a, b, c):
+        sub_a = await a.subscribe(T)
+        await b.subscribe(T)
+        await c.subscribe(T)
+
+        async def no_bad(msg: Message) -> ValidationResult:
+            await anyio.lowlevel.checkpoint()
+            return (
+                ValidationResult.REJECT if msg.data.startswith(b"bad") else ValidationResult.ACCEPT
+            )
+
+        b.add_validator(T, no_bad)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_for, a, Grafted, b.host.peer_id)
+                tg.start_soon(wait_for, c, Grafted, b.host.peer_id)
+                await b.host.connect(a.host.addrs[0])
+                await c.host.connect(b.host.addrs[0])
+            await c.publish(T, b"bad one")
+            await c.publish(T, b"good one")
+            first = await sub_a.receive()
+        assert first.data == b"good one"
+        assert b.router.stats.get("rejected_invalid") == 1
+
+
+async def test_floodsub_peer_and_gossipsub_peer_interoperate() -> None:
+    async with network(2, flood=(1,)) as (g, f):
+        sub_g = await g.subscribe(T)
+        sub_f = await f.subscribe(T)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_for, g, PeerJoined, f.host.peer_id)
+                tg.start_soon(wait_for, f, PeerJoined, g.host.peer_id)
+                await f.host.connect(g.host.addrs[0])
+            assert g.router.peers[f.host.peer_id].protocol == "/floodsub/1.0.0"
+            await f.publish(T, b"from floodsub")
+            await g.publish(T, b"from gossipsub")
+            both = {b"from floodsub", b"from gossipsub"}
+            assert {(await sub_g.receive()).data, (await sub_g.receive()).data} == both
+            assert {(await sub_f.receive()).data, (await sub_f.receive()).data} == {
+                b"from floodsub",
+                b"from gossipsub",
+            }
+
+
+async def test_unsubscribe_ends_iteration_and_leaves_topic() -> None:
+    async with network(2) as (a, b):
+        sub = await a.subscribe(T)
+        await b.subscribe(T)
+        with anyio.fail_after(10):
+            await wait_for_join_both(a, b)
+            async with a.events() as events:
+                await sub.aclose()
+                async for ev in events:
+                    if ev.__class__.__name__ == "Pruned":
+                        break
+        assert [m async for m in sub] == []
+        assert T not in a.router.subscriptions
+
+
+async def wait_for_join_both(a: PubSub, b: PubSub) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_for, a, Grafted, b.host.peer_id)
+        tg.start_soon(wait_for, b, Grafted, a.host.peer_id)
+        await b.host.connect(a.host.addrs[0])
