@@ -13,6 +13,12 @@
   ``seconds``, ``mib_per_s``.
 - ``p2pstack echo MADDR --bytes N [--json]``: sends N random bytes on ``/echo/1.0.0`` and
   checks that the same bytes come back.
+- ``p2pstack pubsub --topic T [--listen MADDR]... [--connect MADDR]... [--publish TEXT]
+  [--json] [--router gossipsub|floodsub]``: a chat over gossipsub. It prints each full listen
+  multiaddr on its own line, then publishes ``--publish`` and each stdin line once a peer is
+  on the topic, prints every message it receives (with ``--json`` one JSON object per line:
+  ``from``, ``topic``, ``data``, ``id`` (hex), ``seqno``, ``received_from``), and exits once
+  stdin has ended and what it published has been written out.
 - ``p2pstack interop``: the libp2p/test-plans transport-interop peer, configured by
   environment variables (``interop/CONTRACT.md``, ``p2pstack.interop.peer``).
 
@@ -185,6 +191,50 @@ async def cmd_echo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def cmd_pubsub(args: argparse.Namespace) -> int:
+    from p2pstack.pubsub import FloodSub, GossipSub, PubSub
+
+    key = load_or_create_key(args.key)
+    async with Host(key, listen_addrs=args.listen or []) as host:
+        router = FloodSub(key) if args.router == "floodsub" else GossipSub(key)
+        async with PubSub(host, router) as ps, anyio.create_task_group() as tg:
+            serve_all(host)
+            for addr in host.addrs:
+                print(addr, flush=True)
+            sub = await ps.subscribe(args.topic)
+
+            async def show() -> None:
+                async for msg in sub:
+                    if msg.received_from is None:
+                        continue  # our own
+                    text = msg.data.decode("utf-8", errors="replace")
+                    if args.json:
+                        _emit(
+                            {
+                                "from": str(msg.source) if msg.source else None,
+                                "topic": msg.topic,
+                                "data": text,
+                                "id": msg.msg_id.hex(),
+                                "seqno": msg.seqno,
+                                "received_from": str(msg.received_from),
+                            }
+                        )
+                    else:
+                        _emit(f"{msg.source}: {text}")
+
+            tg.start_soon(show)
+            for target in args.connect or []:
+                await host.connect(target)
+            await ps.wait_for_peers(args.topic)
+            if args.publish is not None:
+                await ps.publish(args.topic, args.publish.encode())
+            async for line in anyio.wrap_file(sys.stdin):
+                await ps.publish(args.topic, line.rstrip("\n").encode())
+            await ps.flush()
+            tg.cancel_scope.cancel()
+    return 0
+
+
 # ---------------------------------------------------------------------------- parsing
 
 
@@ -218,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("maddr")
     p.add_argument("--bytes", type=int, default=1 << 20)
     p.add_argument("--json", action="store_true")
+    p = add("pubsub", cmd_pubsub, "chat on a gossipsub topic")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--listen", action="append", metavar="MADDR")
+    p.add_argument("--connect", action="append", metavar="MADDR")
+    p.add_argument("--publish", metavar="TEXT")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--router", choices=["gossipsub", "floodsub"], default="gossipsub")
     p = sub.add_parser("interop", help="test-plans interop peer, configured by environment")
     p.set_defaults(func=None)
     return parser

@@ -401,7 +401,10 @@ class Host:
 
     async def _serve_identify_push(self, stream: anyio.abc.ByteStream) -> None:
         conn = self._conn_of(stream)
-        info = await identify.read_identify(stream)
+        info = await identify.read_identify_push(stream)
+        if info is None:
+            log.debug("empty identify push (the peer closed the stream unsent)")
+            return
         if conn is not None:
             if info.public_key is not None and info.peer_id != conn.remote_peer:
                 raise RemoteProtocolError("identify push carried another peer's public key")

@@ -123,7 +123,16 @@ def merge_identify(info: IdentifyInfo, body: bytes) -> None:
 
 
 async def read_identify(stream: anyio.abc.ByteStream) -> IdentifyInfo:
-    """Read identify messages until EOF and merge them."""
+    """Read identify messages until EOF and merge them; at least one must come."""
+    info = await read_identify_push(stream)
+    if info is None:
+        raise RemoteProtocolError("identify stream ended without a message")
+    return info
+
+
+async def read_identify_push(stream: anyio.abc.ByteStream) -> IdentifyInfo | None:
+    """Like :func:`read_identify`, but a stream that ends before its first byte gives
+    ``None``: a push cut short by the pusher's shutdown is no protocol error."""
     decoder = LengthPrefixedDecoder(MAX_MESSAGE_SIZE)
     info = IdentifyInfo()
     count = 0
@@ -140,9 +149,7 @@ async def read_identify(stream: anyio.abc.ByteStream) -> IdentifyInfo:
             merge_identify(info, body)
     if len(decoder):
         raise RemoteProtocolError("identify stream ended inside a message")
-    if count == 0:
-        raise RemoteProtocolError("identify stream ended without a message")
-    return info
+    return info if count else None
 
 
 async def write_identify(stream: anyio.abc.ByteStream, body: bytes) -> None:

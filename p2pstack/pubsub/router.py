@@ -137,7 +137,7 @@ class RouterBase:
         seen_ttl: float = 120.0,
         max_message_size: int = 1 << 20,
         max_topics_per_peer: int = 10_000,
-        first_seqno: int = 1,
+        first_seqno: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.key_pair = key_pair
@@ -152,7 +152,9 @@ class RouterBase:
         self.topic_peers: dict[str, set[PeerID]] = {}
         self.subscriptions: set[str] = set()
         self.seen = TimeCache(seen_ttl)
-        self._seqno = first_seqno
+        #: the next seqno; None until set (the service starts it at the wall clock in
+        #: nanoseconds, as go does, so a restarted node's messages get new ids)
+        self.next_seqno: int | None = first_seqno
         self._pending: dict[bytes, _Pending] = {}
         self._outbox: dict[PeerID, RPC] = {}
         self._events: list[Event] = []
@@ -339,8 +341,9 @@ class RouterBase:
     def publish(self, topic: str, data: bytes, now: float) -> tuple[bytes, int]:
         """Author, sign (per policy) and send a message; it is delivered locally too when we
         subscribe to ``topic``. Returns (message id, number of peers it was sent to)."""
-        msg = author_message(self.key_pair, self.signature_policy, topic, data, self._seqno)
-        self._seqno += 1
+        seqno = self.next_seqno if self.next_seqno is not None else 1
+        msg = author_message(self.key_pair, self.signature_policy, topic, data, seqno)
+        self.next_seqno = seqno + 1
         msg_id = self.message_id(msg)
         self.seen.add(msg_id, now)
         self._accepted(self.peer_id, msg_id, msg, now)

@@ -31,6 +31,7 @@ queued: queuing is synchronous.
 from __future__ import annotations
 
 import inspect
+import time
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -121,9 +122,11 @@ class Subscription:
 
 class _PeerLink:
     def __init__(self, size: int) -> None:
-        self.send, self.receive = anyio.create_memory_object_stream[bytes](size)
+        # encoded RPCs, and flush markers that the writer sets once it got to them
+        self.send, self.receive = anyio.create_memory_object_stream[bytes | anyio.Event](size)
         self.ready = anyio.Event()
         self.scope = anyio.CancelScope()
+        self.closers: list[anyio.CancelScope] = []  # flush() waits to end with the link
 
 
 class PubSub:
@@ -160,6 +163,8 @@ class PubSub:
     # ------------------------------------------------------------------ lifetime
 
     async def __aenter__(self) -> PubSub:
+        if self.router.next_seqno is None:
+            self.router.next_seqno = time.time_ns()
         async with AsyncExitStack() as stack:
             # entered before the task group, so it closes after the watcher is cancelled
             events = await stack.enter_async_context(self.host.events())
@@ -227,6 +232,31 @@ class PubSub:
         msg_id, _ = self.router.publish(topic, data, anyio.current_time())
         self._pump()
         return msg_id
+
+    async def flush(self) -> None:
+        """Wait until every RPC queued so far has been written to its peer's stream (or
+        that peer is gone)."""
+        markers = []
+        for link in list(self._links.values()):
+            marker = anyio.Event()
+            try:
+                await link.send.send(marker)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                continue
+            markers.append((link, marker))
+        for link, marker in markers:
+            with anyio.CancelScope() as scope:
+                link.closers.append(scope)
+                await marker.wait()
+
+    async def wait_for_peers(self, topic: str, count: int = 1) -> None:
+        """Wait until at least ``count`` peers are subscribed to ``topic``."""
+        async with self.events() as events:
+            if len(self.router.peers_in(topic)) >= count:
+                return
+            async for _ in events:
+                if len(self.router.peers_in(topic)) >= count:
+                    return
 
     def add_validator(self, topic: str, validator: Validator) -> None:
         """``validator(message)`` returns a ValidationResult or a bool (True: accept,
@@ -431,6 +461,8 @@ class PubSub:
         link.scope.cancel()
         link.send.close()
         link.ready.set()
+        for scope in link.closers:
+            scope.cancel()
         self.router.remove_peer(peer, _now())
         self._pump()
 
@@ -460,9 +492,15 @@ class PubSub:
             async with stream:
                 try:
                     async for data in link.receive:
-                        await stream.send(data)
+                        if isinstance(data, anyio.Event):
+                            data.set()
+                        else:
+                            await stream.send(data)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                     log.debug("pubsub stream to %s broke: %r", peer, exc)
+                finally:
+                    for scope in link.closers:  # nothing more gets written: end flush()es
+                        scope.cancel()
         if self._links.get(peer) is link and not self.host.connections(peer):
             self._peer_gone(peer)
 

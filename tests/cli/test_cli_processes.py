@@ -82,3 +82,37 @@ def test_ping_nothing_listening_fails() -> None:
     result = run("ping", "/ip4/127.0.0.1/tcp/1", "--count", "1")
     assert result.returncode == 1
     assert "DialError" in result.stderr
+
+
+def test_pubsub_chat_between_two_processes() -> None:
+    receiver = subprocess.Popen(
+        [*CLI, "pubsub", "--topic", "chat", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert receiver.stdout is not None and receiver.stdin is not None
+        addr = receiver.stdout.readline().strip()
+        assert addr.startswith("/ip4/127.0.0.1/tcp/") and "/p2p/" in addr
+        sender = subprocess.run(
+            [*CLI, "pubsub", "--topic", "chat", "--connect", addr, "--publish", "first"],
+            input="hello\nwörld\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sender.returncode == 0, sender.stderr
+        lines = [json.loads(receiver.stdout.readline()) for _ in range(3)]
+        assert [m["data"] for m in lines] == ["first", "hello", "wörld"]
+        assert {m["topic"] for m in lines} == {"chat"}
+        assert len({m["id"] for m in lines}) == 3
+        assert lines[0]["from"] == lines[0]["received_from"]
+        receiver.stdin.close()  # stdin ends: the receiver exits
+        assert receiver.wait(timeout=30) == 0
+        assert "Traceback" not in (receiver.stderr.read() if receiver.stderr else "")
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
