@@ -31,8 +31,8 @@ queued: queuing is synchronous.
 from __future__ import annotations
 
 import inspect
-import time
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
