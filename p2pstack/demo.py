@@ -1,17 +1,20 @@
 """``make run``: a local demo network on loopback.
 
-Three nodes in this process and a fourth in its own process (``p2pstack listen``) connect
-to each other over TCP + Noise + yamux, identify one another, ping, echo 1 MiB, and run a
-/perf/1.0.0 exchange; a short summary is printed and the exit status says whether all of
-it worked.
+Three nodes in this process and a fourth in its own process (``p2pstack pubsub``, which
+also serves echo and perf) connect to each other over TCP + Noise + yamux, identify one
+another, ping, echo 1 MiB, and run a /perf/1.0.0 exchange; then all four chat on a
+gossipsub topic, each publishing one message that every other must receive. A short
+summary is printed and the exit status says whether all of it worked.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from itertools import combinations
 
 import anyio
@@ -21,6 +24,7 @@ from multiaddr import Multiaddr
 from p2pstack.cli import serve_all
 from p2pstack.host import Host
 from p2pstack.protocols import echo, perf
+from p2pstack.pubsub import GossipSub, PubSub
 
 ECHO_BYTES = 1 << 20
 PERF_BYTES = 64 << 20
@@ -33,9 +37,14 @@ async def _echo(host: Host, target: Multiaddr) -> bool:
         return await echo.echo_exchange(stream, data) == data
 
 
+TOPIC = "demo"
+PUBSUB_NODE = [sys.executable, "-m", "p2pstack.cli", "pubsub", "--topic", TOPIC, "--json"]
+
+
 async def _start_remote_node() -> tuple[anyio.abc.Process, Multiaddr]:
     process = await anyio.open_process(
-        [sys.executable, "-m", "p2pstack.cli", "listen"], stderr=subprocess.DEVNULL
+        [*PUBSUB_NODE, "--listen", "/ip4/127.0.0.1/tcp/0"],
+        stderr=subprocess.DEVNULL,
     )
     assert process.stdout is not None
     line = b""
@@ -88,16 +97,52 @@ async def main() -> int:
                     )
             connected = {n: len(h.connections()) for n, h in nodes.items()}
             print(f"connections per node: {connected}")
+            ok = await _chat(nodes, process) and ok
     finally:
-        process.terminate()
-        with anyio.move_on_after(5):
-            await process.wait()
+        if process.returncode is None:
+            process.terminate()
+            with anyio.move_on_after(5):
+                await process.wait()
         if process.returncode is None:
             process.kill()
             await process.wait()
         await process.aclose()
     print("demo: all checks passed" if ok else "demo: FAILED")
     return 0 if ok else 1
+
+
+async def _chat(nodes: dict[str, Host], remote: anyio.abc.Process) -> bool:
+    """Gossipsub: A, B, C (here) and D (the other process) each publish one line."""
+    async with AsyncExitStack() as stack:
+        services = {
+            n: await stack.enter_async_context(PubSub(h, GossipSub(h.key_pair)))
+            for n, h in nodes.items()
+        }
+        subs = {n: await ps.subscribe(TOPIC) for n, ps in services.items()}
+        with anyio.fail_after(30):
+            for ps in services.values():
+                await ps.wait_for_peers(TOPIC, len(nodes))  # the other two and D
+            assert remote.stdin is not None and remote.stdout is not None
+            await remote.stdin.send(b"hello from D\n")
+            for n, ps in services.items():
+                await ps.publish(TOPIC, f"hello from {n}".encode())
+            got: dict[str, set[str]] = {n: set() for n in [*nodes, "D"]}
+            for n, sub in subs.items():
+                while len(got[n]) < 3:
+                    msg = await sub.receive()
+                    if msg.received_from is not None:
+                        got[n].add(msg.data.decode())
+            lines = b""
+            while lines.count(b"\n") < 3:
+                lines += await remote.stdout.receive()
+            got["D"] = {json.loads(line)["data"] for line in lines.splitlines()}
+            await remote.stdin.aclose()  # D exits once stdin ended
+            await remote.wait()
+    everyone = {f"hello from {n}" for n in got}
+    ok = all(received == everyone - {f"hello from {n}"} for n, received in got.items())
+    mesh = {n: len(ps.mesh_peers(TOPIC)) for n, ps in services.items()}
+    print(f"gossipsub topic {TOPIC!r}: mesh sizes {mesh}; each node received the other 3: {ok}")
+    return ok and remote.returncode == 0
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from p2pstack.attributes import P2PAttribute
-from p2pstack.errors import P2PError, ProtocolNotSupported, PublishError
+from p2pstack.errors import P2PError, PublishError
 from p2pstack.framing.length_prefixed import LengthPrefixedDecoder, encode_length_prefixed
 from p2pstack.host import Host
 from p2pstack.identity import PeerID
@@ -470,11 +470,9 @@ class PubSub:
         with link.scope:
             try:
                 stream = await self.host.new_stream(peer, list(self.router.protocols))
-            except ProtocolNotSupported:
-                log.debug("%s speaks no pubsub protocol", peer)
-                link.ready.set()
-                return
             except Exception as exc:
+                # ProtocolNotSupported included: the peer may start pubsub later; its first
+                # inbound pubsub stream then makes us try again (_serve_inbound).
                 log.debug("pubsub stream to %s failed: %r", peer, exc)
                 link.ready.set()
                 if self._links.get(peer) is link:
