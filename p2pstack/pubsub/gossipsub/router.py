@@ -206,9 +206,10 @@ class GossipSub(RouterBase):
 
     def _pick(self, topic: str, count: int, accept: Callable[[PeerID], bool]) -> list[PeerID]:
         """Up to ``count`` random gossipsub peers of ``topic`` for which ``accept`` holds."""
-        candidates = [
+        # sorted: set order follows the process's hash seed, and runs must be repeatable
+        candidates = sorted(
             p for p in self.topic_peers.get(topic, ()) if self._is_gossipsub(p) and accept(p)
-        ]
+        )
         if count >= len(candidates):
             self.rng.shuffle(candidates)
             return candidates
@@ -603,7 +604,7 @@ class GossipSub(RouterBase):
         self, topic: str, members: set[PeerID], toprune: dict[PeerID, list[str]], now: float
     ) -> None:
         p = self.params
-        ranked = sorted(members, key=lambda q: self._score(q, now), reverse=True)
+        ranked = sorted(members, key=lambda q: (-self._score(q, now), q))
         keep = ranked[: p.d_score]
         rest = ranked[p.d_score :]
         self.rng.shuffle(rest)
@@ -626,14 +627,14 @@ class GossipSub(RouterBase):
         ids = self.mcache.gossip_ids(topic)
         if not ids:
             return
-        candidates = [
+        candidates = sorted(
             q
             for q in self.topic_peers.get(topic, ())
             if q not in exclude
             and self._is_gossipsub(q)
             and not self._is_direct(q)
             and self._score(q, now) >= self.thresholds.gossip_threshold
-        ]
+        )
         target = max(self.params.d_lazy, int(self.params.gossip_factor * len(candidates)))
         chosen = candidates if target >= len(candidates) else self.rng.sample(candidates, target)
         limit = self.params.max_ihave_length
