@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// listenMultiaddr is the port-0 address to bind for the configured transport.
+func listenMultiaddr(cfg *config) string {
+	family := "ip4"
+	if strings.Contains(cfg.ip, ":") {
+		family = "ip6"
+	}
+	if cfg.transport == "quic-v1" {
+		return fmt.Sprintf("/%s/%s/udp/0/quic-v1", family, cfg.ip)
+	}
+	return fmt.Sprintf("/%s/%s/tcp/0", family, cfg.ip)
+}
+
+func runListener(cfg *config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+
+	rdb, err := connectRedis(ctx, cfg.redisAddr)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	h, err := newHost(cfg, listenMultiaddr(cfg))
+	if err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+	defer h.Close()
+	serveProtocols(h)
+
+	// The bound addresses (with the real port), not the announced ones.
+	var addr string
+	for _, a := range h.Network().ListenAddresses() {
+		s := a.String()
+		if cfg.transport == "quic-v1" && !strings.Contains(s, "/quic-v1") {
+			continue
+		}
+		if cfg.transport == "tcp" && !strings.Contains(s, "/tcp/") {
+			continue
+		}
+		s = strings.Replace(s, "/ip4/0.0.0.0/", "/ip4/127.0.0.1/", 1)
+		s = strings.Replace(s, "/ip6/::/", "/ip6/::1/", 1)
+		addr = s + "/p2p/" + h.ID().String()
+		break
+	}
+	if addr == "" {
+		return fmt.Errorf("no %s listen address among %v", cfg.transport, h.Network().ListenAddresses())
+	}
+	if err := rdb.RPush(ctx, "listenerAddr", addr).Err(); err != nil {
+		return fmt.Errorf("redis RPUSH listenerAddr: %w", err)
+	}
+	log.Printf("listening (%s, go-libp2p %s) on %s", cfg.describe(), libp2pVersion(), addr)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		log.Printf("got %v, exiting", s)
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("test_timeout_seconds (%s) reached", cfg.timeout)
+	}
+}
+
+// sinceMs is the elapsed time since t in float milliseconds.
+func sinceMs(t time.Time) float64 {
+	return float64(time.Since(t).Nanoseconds()) / 1e6
+}
