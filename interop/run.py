@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,6 +157,33 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _wait_dialer(
+    dialer: subprocess.Popen[bytes], listener: subprocess.Popen[bytes], timeout: float
+) -> int | None:
+    """Wait for the dialer to exit; stop early when the listener exits first (it failed, or
+    said the combination is unsupported), so the dialer is not left waiting for Redis.
+    Returns the dialer's exit status, or None when it was stopped."""
+    done = threading.Event()
+
+    def watch(proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        done.set()
+
+    for proc in (dialer, listener):
+        threading.Thread(target=watch, args=(proc,), daemon=True).start()
+    done.wait(timeout)
+    if dialer.poll() is None and listener.poll() is not None:
+        # the listener ended; give a dialer that already has the address a moment to finish
+        try:
+            dialer.wait(5 if listener.returncode != EXIT_UNSUPPORTED else 0.5)
+        except subprocess.TimeoutExpired:
+            pass
+    if dialer.poll() is None:
+        _stop(dialer)
+        return None
+    return dialer.returncode
+
+
 def run_cell(
     cell: Cell,
     dialer: Peer,
@@ -195,11 +223,7 @@ def run_cell(
             ["bash", str(dialer.run_sh)], env=d_env, stdout=do, stderr=de, start_new_session=True
         )
         try:
-            try:
-                d_rc = dp.wait(timeout + 30)
-            except subprocess.TimeoutExpired:
-                _stop(dp)
-                d_rc = None
+            d_rc = _wait_dialer(dp, lp, timeout + 30)
             l_rc = lp.poll()
         finally:
             _stop(dp)
@@ -307,7 +331,8 @@ def print_matrix(cells: list[Cell]) -> None:
         if c.status == "pass":
             detail = (
                 f"h+1RTT {_f(r.get('handshakePlusOneRTTMillis'))} ms, "
-                f"ping {_f(r.get('pingRTTMilllis'), 3)} ms, echo 16 MiB ok, perf up "
+                f"ping {_f(r.get('pingRTTMilllis'), 3)} ms, "
+                f"echo {(r.get('echoBytes') or 0) / MIB:g} MiB ok, perf up "
                 f"{_mib_s(r.get('perfUploadBytes'), r.get('perfUploadSeconds'))} / down "
                 f"{_mib_s(r.get('perfDownloadBytes'), r.get('perfDownloadSeconds'))} MiB/s "
                 f"[{r.get('agentVersion')}]"
