@@ -99,8 +99,8 @@ def test_ihave_spam_is_capped_then_broken_promises_silence_the_attacker() -> Non
     r = scored_router()
     now = 1.0
     iwants = 0
-    for beat in range(8):
-        for i in range(50):  # many IHAVEs per heartbeat, each with fresh unknown ids
+    for _ in range(8):
+        for _ in range(50):  # many IHAVEs per heartbeat, each with fresh unknown ids
             ids = [os.urandom(8) for _ in range(100)]
             r.handle_rpc(ATTACKER, RPC(control=Control(ihave=[(T, ids)])), now)
         sent = [rpc for p, rpc in r.rpcs_to_send() if p == ATTACKER]
