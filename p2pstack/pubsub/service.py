@@ -59,7 +59,7 @@ from p2pstack.pubsub.router import (
     Validate,
     ValidationResult,
 )
-from p2pstack.pubsub.rpc import Message, decode_rpc, encode_rpc
+from p2pstack.pubsub.rpc import RPC, Message, decode_rpc, encode_rpc
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +292,19 @@ class PubSub:
     # ------------------------------------------------------------------ driving the core
 
     def _pump(self) -> None:
-        """Move what the router produced: RPCs to peer queues, events to their places."""
-        for peer, rpc in self.router.rpcs_to_send():
+        """Move what the router produced: events to their places, RPCs to peer queues.
+        Handling an event (a synchronous validation) makes more; loop until none is left."""
+        while True:
+            events = self.router.events()
+            for event in events:
+                self._dispatch(event)
+            rpcs = self.router.rpcs_to_send()
+            self._queue_rpcs(rpcs)
+            if not events and not rpcs:
+                return
+
+    def _queue_rpcs(self, rpcs: list[tuple[PeerID, RPC]]) -> None:
+        for peer, rpc in rpcs:
             link = self._links.get(peer)
             if link is None:
                 continue
@@ -303,20 +314,21 @@ class PubSub:
                 self._count("rpc_dropped_queue_full")
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass
-        for event in self.router.events():
-            if isinstance(event, Validate):
-                self._validate(event)
-            elif isinstance(event, Deliver):
-                self._deliver(event)
-            elif isinstance(event, ConnectTo):
-                self._connect_px(event)
-            for observer in self._observers:
-                try:
-                    observer.send_nowait(event)
-                except anyio.WouldBlock:
-                    self._count("events_dropped")
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    pass
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Validate):
+            self._validate(event)
+        elif isinstance(event, Deliver):
+            self._deliver(event)
+        elif isinstance(event, ConnectTo):
+            self._connect_px(event)
+        for observer in self._observers:
+            try:
+                observer.send_nowait(event)
+            except anyio.WouldBlock:
+                self._count("events_dropped")
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
 
     def _count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1

@@ -125,3 +125,26 @@ async def wait_for_join_both(a: PubSub, b: PubSub) -> None:
         tg.start_soon(wait_for, a, Grafted, b.host.peer_id)
         tg.start_soon(wait_for, b, Grafted, a.host.peer_id)
         await b.host.connect(a.host.addrs[0])
+
+
+async def test_delivery_does_not_wait_for_a_heartbeat() -> None:
+    """Validation results and deliveries are acted on at once, not at the next heartbeat
+    (here there is none for an hour)."""
+    from p2pstack.pubsub import GossipSubParams
+
+    slow = GossipSubParams(heartbeat_interval=3600, heartbeat_initial_delay=3600)
+    async with AsyncExitStack() as stack:
+        hosts = [
+            await stack.enter_async_context(Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]))
+            for _ in range(2)
+        ]
+        a, b = [
+            await stack.enter_async_context(PubSub(h, GossipSub(h.key_pair, slow))) for h in hosts
+        ]
+        sub_b = await b.subscribe(T)
+        await a.subscribe(T)
+        await b.host.connect(a.host.addrs[0])
+        with anyio.fail_after(5):
+            await a.wait_for_peers(T)
+            await a.publish(T, b"now")
+            assert (await sub_b.receive()).data == b"now"
