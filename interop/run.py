@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2pstack.interop.resp import RespParser, encode_command
+
 HERE = Path(__file__).resolve().parent
 OTHERS = ["go", "rust", "js", "py-libp2p"]
 COMBOS = {
@@ -46,6 +48,9 @@ COMBOS = {
     "quic-v1": {"transport": "quic-v1"},
 }
 EXIT_UNSUPPORTED = 2
+#: implementations whose interop peer has the gossipsub mode of CONTRACT.md
+GOSSIPSUB_IMPLS = {"go", "rust", "js"}
+MESH_FORMATION_SECONDS = 2.0
 MIB = 1 << 20
 
 
@@ -279,6 +284,165 @@ def check_result(result: dict[str, Any], extras: dict[str, str]) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------------------- gossipsub
+
+
+class SyncRedis:
+    """Blocking RESP client for the runner (it needs BLPOP replies, unlike redis_command)."""
+
+    def __init__(self, addr: str) -> None:
+        host, _, port = addr.rpartition(":")
+        self.sock = socket.create_connection((host, int(port)))
+        self.parser = RespParser()
+
+    def command(self, *args: str, wait: float = 30.0) -> Any:
+        self.sock.settimeout(wait + 10)
+        self.sock.sendall(encode_command(*args))
+        while (reply := self.parser.next_reply()) is RespParser.NEED_DATA:
+            data = self.sock.recv(65536)
+            if not data:
+                raise RuntimeError("redis closed the connection")
+            self.parser.feed(data)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def blpop(self, key: str, wait: float) -> str | None:
+        reply = self.command("BLPOP", key, f"{wait:g}", wait=wait)
+        return None if reply is None else reply[1].decode()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class GossipRun:
+    name: str
+    nodes: list[str]
+    links: list[tuple[int, int]]
+    status: str = "pending"
+    reason: str = ""
+    results: list[dict[str, Any] | None] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_gossip(
+    run: GossipRun,
+    peers: list[Peer],
+    connect: list[list[int]],
+    redis_addr: str,
+    publish: int,
+    timeout: float,
+    logdir: Path,
+) -> None:
+    """Start the nodes one by one (each dials the earlier ones it is linked to), release
+    them together, and collect every node's JSON line."""
+    n = len(peers)
+    redis = SyncRedis(redis_addr)
+    redis.command("DEL", "gossipsubPeers", "gossipsubReady", "gossipsubGo")
+    procs: list[subprocess.Popen[str]] = []
+    lines: list[str | None] = [None] * n
+    start = time.monotonic()
+    try:
+        addrs: list[str] = []
+        for i, peer in enumerate(peers):
+            env = {
+                **os.environ,
+                **COMBOS["tcp/noise/yamux"],
+                **peer.env,
+                "redis_addr": redis_addr,
+                "ip": "127.0.0.1",
+                "test_timeout_seconds": f"{timeout:g}",
+                "gossipsub_topic": "interop",
+                "gossipsub_index": str(i),
+                "gossipsub_connect": ",".join(addrs[j] for j in connect[i]),
+                "gossipsub_publish": str(publish),
+                "gossipsub_expect": str(publish * (n - 1)),
+            }
+            err = open(logdir / f"gossip-{run.name}-{i}-{peer.name}.err", "wb")
+            proc = subprocess.Popen(
+                ["bash", str(peer.run_sh)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                start_new_session=True,
+            )
+            err.close()
+            procs.append(proc)
+            addr = redis.blpop("gossipsubPeers", 60)
+            if addr is None:
+                raise RuntimeError(f"node {i} ({peer.name}) did not publish its address")
+            addrs.append(addr)
+        for _ in range(n):
+            if redis.blpop("gossipsubReady", 60) is None:
+                raise RuntimeError("not every node found a peer on the topic")
+        # Meshes are built on heartbeats (1 s in go, rust, js and p2pstack): give them two
+        # before anyone publishes, or a message can reach a node whose mesh does not yet
+        # hold its next hop, and gossip would not repair it (that peer is in the mesh by
+        # the time the IHAVEs go out).
+        time.sleep(MESH_FORMATION_SECONDS)
+        for _ in range(n):
+            redis.command("RPUSH", "gossipsubGo", "go")
+
+        def read(i: int, proc: subprocess.Popen[str]) -> None:
+            assert proc.stdout is not None
+            lines[i] = proc.stdout.readline() or None
+
+        readers = [
+            threading.Thread(target=read, args=(i, p), daemon=True) for i, p in enumerate(procs)
+        ]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(timeout + 10)
+    except RuntimeError as exc:
+        run.status, run.reason = "fail", str(exc)
+    finally:
+        redis.close()
+        for proc in procs:
+            _stop(proc)  # type: ignore[arg-type]
+    run.seconds = round(time.monotonic() - start, 2)
+    run.results = []
+    missing = []
+    for i, line in enumerate(lines):
+        try:
+            result = json.loads(line) if line else None
+        except ValueError:
+            result = None
+        run.results.append(result)
+        if result is None or result.get("received") != publish * (n - 1):
+            got = None if result is None else result.get("received")
+            missing.append(f"node {i} ({peers[i].name}) got {got}/{publish * (n - 1)}")
+    if run.status == "pending":
+        run.status, run.reason = ("fail", "; ".join(missing)) if missing else ("pass", "")
+
+
+def gossip_scenarios(ours: list[Peer], others: list[Peer]) -> list[tuple[str, list[Peer]]]:
+    """Lines in which every other implementation's nodes reach each other only through
+    p2pstack nodes, and a small full mesh of everyone."""
+    if not others:
+        return [("p2pstack-line", [ours[0], ours[-1], ours[0]])]
+    line: list[Peer] = [ours[0]]
+    for k, other in enumerate(others):
+        line += [other, ours[(k + 1) % len(ours)]]
+    return [("line", line), ("mesh", [*ours, *others, *ours])]
+
+
+def print_gossip(runs: list[GossipRun]) -> None:
+    print("\n== gossipsub: mixed networks (each node publishes, every node must get all) ==")
+    for run in runs:
+        print(f"{run.name}: {' - '.join(run.nodes)}  [{run.status}] {run.reason}")
+        for i, (name, r) in enumerate(zip(run.nodes, run.results, strict=False)):
+            if r is not None:
+                print(
+                    f"  {i:2} {name:18} received {r.get('received')}/{r.get('expected')}"
+                    f" in {_f(r.get('seconds'), 3)} s  [{r.get('implementation')}]"
+                )
+            else:
+                print(f"  {i:2} {name:18} no result")
+
+
 # ---------------------------------------------------------------------------- build
 
 
@@ -374,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--combos", default=",".join(COMBOS))
     parser.add_argument("--no-matrix", action="store_true")
     parser.add_argument("--no-self", action="store_true")
+    parser.add_argument("--no-gossipsub", action="store_true")
     parser.add_argument("--quick", action="store_true", help="small sizes, few samples")
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--results", default=str(HERE / "results.json"))
@@ -457,7 +622,25 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
 
-    failed = 0
+        gossip_runs: list[GossipRun] = []
+        if not args.no_gossipsub:
+            gossip_peers = [p for p in others if p.impl in GOSSIPSUB_IMPLS]
+            for name, nodes in gossip_scenarios(ours, gossip_peers):
+                if name.endswith("line"):
+                    connect = [[i - 1] if i else [] for i in range(len(nodes))]
+                else:
+                    connect = [list(range(i)) for i in range(len(nodes))]
+                links = [(j, i) for i, c in enumerate(connect) for j in c]
+                run = GossipRun(name, [p.name for p in nodes], links)
+                gossip_runs.append(run)
+                broken = [p.impl for p in nodes if not builds[p.impl]["ok"]]
+                if broken:
+                    run.status, run.reason = "fail", f"build failed: {', '.join(broken)}"
+                else:
+                    run_gossip(run, nodes, connect, redis_addr, 3, args.timeout, logdir)
+                print(f"interop: gossipsub {name}: {run.status} {run.reason} ({run.seconds} s)")
+
+    failed = sum(1 for r in gossip_runs if r.status == "fail")
     for cell in matrix + selfs:
         if cell.status == "fail" and cell.key in known:
             cell.status, cell.reason = "known-failure", f"{cell.reason} [{known[cell.key]}]"
@@ -473,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if matrix:
         print_matrix(matrix)
+    if gossip_runs:
+        print_gossip(gossip_runs)
     if selfs:
         print_self(selfs)
         _self_ratios(selfs)
@@ -483,12 +668,23 @@ def main(argv: list[str] | None = None) -> int:
                 "builds": builds,
                 "matrix": [_cell_json(c) for c in matrix],
                 "self": [_cell_json(c) for c in selfs],
+                "gossipsub": [
+                    {
+                        "name": r.name,
+                        "nodes": r.nodes,
+                        "links": r.links,
+                        "status": r.status,
+                        "reason": r.reason,
+                        "results": r.results,
+                    }
+                    for r in gossip_runs
+                ],
             },
             indent=2,
         )
         + "\n"
     )
-    total = len(matrix) + len(selfs)
+    total = len(matrix) + len(selfs) + len(gossip_runs)
     print(f"\ninterop: {total} cells, {failed} failed; results in {args.results}")
     return 1 if failed else 0
 

@@ -30,6 +30,7 @@ from p2pstack.host.host import AGENT_VERSION
 from p2pstack.identity import KeyPair, PeerID
 from p2pstack.interop.resp import RedisClient
 from p2pstack.protocols import echo, perf, ping
+from p2pstack.pubsub import GossipSub, PubSub
 
 LISTENER_ADDR_KEY = "listenerAddr"
 IDENTIFY_WAIT_SECONDS = 10.0
@@ -56,6 +57,11 @@ class InteropConfig:
     echo_bytes: int | None
     perf_upload_bytes: int | None
     perf_download_bytes: int | None
+    gossipsub_topic: str | None = None
+    gossipsub_index: int = 0
+    gossipsub_connect: tuple[str, ...] = ()
+    gossipsub_publish: int = 1
+    gossipsub_expect: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> InteropConfig:
@@ -78,7 +84,8 @@ class InteropConfig:
         transport = get("transport")
         if transport is None:
             raise ConfigError("transport is not set")
-        dialer = (get("is_dialer") or "").lower()
+        topic = get("gossipsub_topic")
+        dialer = (get("is_dialer") or ("false" if topic else "")).lower()
         if dialer not in ("true", "false"):
             raise ConfigError(f"is_dialer must be true or false, not {dialer!r}")
         upload = number("perf_upload_bytes", None)
@@ -103,6 +110,11 @@ class InteropConfig:
             echo_bytes=number("echo_bytes", None),
             perf_upload_bytes=upload,
             perf_download_bytes=download,
+            gossipsub_topic=topic,
+            gossipsub_index=number("gossipsub_index", 0) or 0,
+            gossipsub_connect=tuple(a for a in (get("gossipsub_connect") or "").split(",") if a),
+            gossipsub_publish=number("gossipsub_publish", 1) or 0,
+            gossipsub_expect=number("gossipsub_expect", 0) or 0,
         )
 
     def check_supported(self) -> None:
@@ -229,7 +241,67 @@ async def _measure(host: Host, addr: str, config: InteropConfig) -> dict[str, An
     return result
 
 
+async def run_gossipsub(config: InteropConfig) -> int:
+    """Gossipsub mode (CONTRACT.md): join a mixed network, publish, count what arrives."""
+    assert config.gossipsub_topic is not None
+    topic = config.gossipsub_topic
+    deadline = anyio.current_time() + config.timeout_seconds
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with await RedisClient.connect(config.redis_addr) as redis:
+            async with Host(KeyPair.generate(), listen_addrs=[_listen_addr(config)]) as host:
+                async with PubSub(host, GossipSub(host.key_pair)) as ps:
+                    sub = await ps.subscribe(topic)
+                    addr = _advertised(str(host.addrs[0]), config)
+                    await redis.rpush("gossipsubPeers", addr)
+                    _log(f"gossipsub node {config.gossipsub_index} at {addr}")
+                    for target in config.gossipsub_connect:
+                        await host.connect(target)
+                    with anyio.fail_after(max(deadline - anyio.current_time(), 0)):
+                        await ps.wait_for_peers(topic)
+                    await redis.rpush("gossipsubReady", str(config.gossipsub_index))
+                    wait = max(deadline - anyio.current_time(), 0.001)
+                    if await redis.blpop("gossipsubGo", wait) is None:
+                        raise RemoteProtocolError("no gossipsubGo token before the timeout")
+                    start = anyio.current_time()
+                    for i in range(config.gossipsub_publish):
+                        await ps.publish(topic, f"{config.gossipsub_index}:{i}".encode())
+                    received: set[str] = set()
+                    seconds = 0.0
+                    with anyio.move_on_at(deadline):
+                        while len(received) < config.gossipsub_expect:
+                            msg = await sub.receive()
+                            if msg.received_from is not None:
+                                received.add(msg.data.decode(errors="replace"))
+                                seconds = anyio.current_time() - start
+                    complete = len(received) >= config.gossipsub_expect
+                    print(
+                        json.dumps(
+                            {
+                                "implementation": AGENT_VERSION,
+                                "gossipsubIndex": config.gossipsub_index,
+                                "peerId": str(host.peer_id),
+                                "published": config.gossipsub_publish,
+                                "received": len(received),
+                                "expected": config.gossipsub_expect,
+                                "receivedData": sorted(received),
+                                "seconds": round(seconds, 6),
+                                "meshPeers": len(ps.mesh_peers(topic)),
+                            }
+                        ),
+                        flush=True,
+                    )
+                    if not complete:
+                        _log("test_timeout_seconds passed before every message arrived")
+                        return 1
+                    with anyio.move_on_at(deadline):
+                        async for _ in signals:  # keep forwarding for the others
+                            return 0
+    return 0
+
+
 async def run(config: InteropConfig) -> int:
+    if config.gossipsub_topic is not None:
+        return await run_gossipsub(config)
     if not config.is_dialer:
         return await run_listener(config)
     with anyio.fail_after(config.timeout_seconds):
