@@ -14,7 +14,7 @@ BIN="$DEST/peer"
 STAMP="$DEST/.build-stamp"
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "build.sh: the go command is not installed (need Go >= 1.26)" >&2
+  echo "build.sh: the go command is not installed (need Go >= 1.26.6)" >&2
   exit 1
 fi
 

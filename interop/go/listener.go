@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
 )
 
 // listenMultiaddr is the port-0 address to bind for the configured transport.
@@ -40,23 +42,9 @@ func runListener(cfg *config) error {
 	defer h.Close()
 	serveProtocols(h)
 
-	// The bound addresses (with the real port), not the announced ones.
-	var addr string
-	for _, a := range h.Network().ListenAddresses() {
-		s := a.String()
-		if cfg.transport == "quic-v1" && !strings.Contains(s, "/quic-v1") {
-			continue
-		}
-		if cfg.transport == "tcp" && !strings.Contains(s, "/tcp/") {
-			continue
-		}
-		s = strings.Replace(s, "/ip4/0.0.0.0/", "/ip4/127.0.0.1/", 1)
-		s = strings.Replace(s, "/ip6/::/", "/ip6/::1/", 1)
-		addr = s + "/p2p/" + h.ID().String()
-		break
-	}
-	if addr == "" {
-		return fmt.Errorf("no %s listen address among %v", cfg.transport, h.Network().ListenAddresses())
+	addr, err := fullListenAddr(cfg, h)
+	if err != nil {
+		return err
 	}
 	if err := rdb.RPush(ctx, "listenerAddr", addr).Err(); err != nil {
 		return fmt.Errorf("redis RPUSH listenerAddr: %w", err)
@@ -72,6 +60,24 @@ func runListener(cfg *config) error {
 	case <-ctx.Done():
 		return fmt.Errorf("test_timeout_seconds (%s) reached", cfg.timeout)
 	}
+}
+
+// fullListenAddr is the node's bound address of the configured transport (with the real
+// port, not an announced one) plus /p2p/<id>; 0.0.0.0 and :: become loopback.
+func fullListenAddr(cfg *config, h host.Host) (string, error) {
+	for _, a := range h.Network().ListenAddresses() {
+		s := a.String()
+		if cfg.transport == "quic-v1" && !strings.Contains(s, "/quic-v1") {
+			continue
+		}
+		if cfg.transport == "tcp" && !strings.Contains(s, "/tcp/") {
+			continue
+		}
+		s = strings.Replace(s, "/ip4/0.0.0.0/", "/ip4/127.0.0.1/", 1)
+		s = strings.Replace(s, "/ip6/::/", "/ip6/::1/", 1)
+		return s + "/p2p/" + h.ID().String(), nil
+	}
+	return "", fmt.Errorf("no %s listen address among %v", cfg.transport, h.Network().ListenAddresses())
 }
 
 // sinceMs is the elapsed time since t in float milliseconds.

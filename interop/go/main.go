@@ -1,8 +1,9 @@
 // Command peer is the go-libp2p interop peer for p2pstack's interop runner.
 //
 // It follows interop/CONTRACT.md (the libp2p/test-plans transport-interop contract
-// plus p2pstack's optional extras). All configuration comes from the environment;
-// the dialer prints exactly one JSON line on stdout, everything else goes to stderr.
+// plus p2pstack's optional extras and its gossipsub mode). All configuration comes from
+// the environment; the dialer (or a gossipsub-mode node) prints exactly one JSON line on
+// stdout, everything else goes to stderr.
 package main
 
 import (
@@ -32,6 +33,13 @@ type config struct {
 	perfUpload     int64 // < 0 (both): not asked
 	perfDownload   int64
 	doPerf         bool
+
+	// Gossipsub mode (set when gossipsub_topic is set; is_dialer etc. do not apply).
+	gossipsubTopic   string
+	gossipsubIndex   int
+	gossipsubConnect []string
+	gossipsubPublish int
+	gossipsubExpect  int
 }
 
 // usageError is a configuration we do not support: exit status 2.
@@ -54,6 +62,23 @@ func parseCount(name string, def int) (int, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
 		return 0, usageError{fmt.Sprintf("%s=%q: want an integer >= 1", name, v)}
+	}
+	return n, nil
+}
+
+// parseInt reads a non-negative integer; unset or empty gives def, or an error when the
+// variable is required.
+func parseInt(name string, def int, required bool) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		if required {
+			return 0, usageError{fmt.Sprintf("%s is required in gossipsub mode", name)}
+		}
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, usageError{fmt.Sprintf("%s=%q: want an integer >= 0", name, v)}
 	}
 	return n, nil
 }
@@ -107,14 +132,6 @@ func parseConfig() (*config, error) {
 		return nil, usageError{fmt.Sprintf("unsupported transport %q (supported: tcp, quic-v1)", c.transport)}
 	}
 
-	switch os.Getenv("is_dialer") {
-	case "true":
-		c.isDialer = true
-	case "false":
-	default:
-		return nil, usageError{fmt.Sprintf("is_dialer=%q: want true or false", os.Getenv("is_dialer"))}
-	}
-
 	secs := 180.0
 	if v := os.Getenv("test_timeout_seconds"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
@@ -124,6 +141,21 @@ func parseConfig() (*config, error) {
 		secs = f
 	}
 	c.timeout = time.Duration(secs * float64(time.Second))
+
+	if c.gossipsubTopic = os.Getenv("gossipsub_topic"); c.gossipsubTopic != "" {
+		if err := parseGossipsub(c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+
+	switch os.Getenv("is_dialer") {
+	case "true":
+		c.isDialer = true
+	case "false":
+	default:
+		return nil, usageError{fmt.Sprintf("is_dialer=%q: want true or false", os.Getenv("is_dialer"))}
+	}
 
 	var err error
 	if c.handshakeCount, err = parseCount("handshake_count", 1); err != nil {
@@ -150,11 +182,39 @@ func parseConfig() (*config, error) {
 	return c, nil
 }
 
+// parseGossipsub reads the gossipsub-mode variables (see CONTRACT.md, "Gossipsub mode").
+func parseGossipsub(c *config) error {
+	var err error
+	if c.gossipsubIndex, err = parseInt("gossipsub_index", 0, true); err != nil {
+		return err
+	}
+	if c.gossipsubPublish, err = parseInt("gossipsub_publish", 1, false); err != nil {
+		return err
+	}
+	if c.gossipsubExpect, err = parseInt("gossipsub_expect", 0, false); err != nil {
+		return err
+	}
+	for _, a := range strings.Split(os.Getenv("gossipsub_connect"), ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, err := parseP2pAddr(a); err != nil {
+			return usageError{fmt.Sprintf("gossipsub_connect: %v", err)}
+		}
+		c.gossipsubConnect = append(c.gossipsubConnect, a)
+	}
+	return nil
+}
+
 // libp2pVersion is the version of github.com/libp2p/go-libp2p linked into this binary.
-func libp2pVersion() string {
+func libp2pVersion() string { return moduleVersion("github.com/libp2p/go-libp2p") }
+
+// moduleVersion is the version of the module path linked into this binary.
+func moduleVersion(path string) string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
-			if d.Path == "github.com/libp2p/go-libp2p" {
+			if d.Path == path {
 				if d.Replace != nil {
 					return d.Replace.Version
 				}
@@ -175,9 +235,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "go-peer: %v\n", err)
 		os.Exit(2)
 	}
-	if cfg.isDialer {
+	switch {
+	case cfg.gossipsubTopic != "":
+		err = runGossipsub(cfg)
+	case cfg.isDialer:
 		err = runDialer(cfg)
-	} else {
+	default:
 		err = runListener(cfg)
 	}
 	if err != nil {
