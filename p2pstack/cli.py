@@ -19,6 +19,8 @@
   on the topic, prints every message it receives (with ``--json`` one JSON object per line:
   ``from``, ``topic``, ``data``, ``id`` (hex), ``seqno``, ``received_from``), and exits once
   stdin has ended and what it published has been written out.
+- ``p2pstack gossipsub-interop --params FILE [--node-id N] [--loopback-base-port B]``: a
+  node of libp2p/test-plans gossipsub-interop (``p2pstack.interop.gossipsub_interop``).
 - ``p2pstack interop``: the libp2p/test-plans transport-interop peer, configured by
   environment variables (``interop/CONTRACT.md``, ``p2pstack.interop.peer``).
 
@@ -277,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--router", choices=["gossipsub", "floodsub"], default="gossipsub")
     p = sub.add_parser("interop", help="test-plans interop peer, configured by environment")
     p.set_defaults(func=None)
+    p = sub.add_parser("gossipsub-interop", help="test-plans gossipsub-interop node")
+    p.set_defaults(func=None)
+    p.add_argument("--params", required=True)
+    p.add_argument("--node-id", type=int)
+    p.add_argument("--loopback-base-port", type=int)
     return parser
 
 
@@ -292,6 +299,15 @@ def main(argv: list[str] | None = None) -> int:
         from p2pstack.interop.peer import main as interop_main
 
         return interop_main(backend=args.backend)
+    if args.command == "gossipsub-interop":
+        from p2pstack.interop import gossipsub_interop
+
+        forwarded = ["--params", args.params, "--backend", args.backend]
+        if args.node_id is not None:
+            forwarded += ["--node-id", str(args.node_id)]
+        if args.loopback_base_port is not None:
+            forwarded += ["--loopback-base-port", str(args.loopback_base_port)]
+        return gossipsub_interop.main(forwarded)
     try:
         return int(anyio.run(args.func, args, backend=args.backend))
     except KeyboardInterrupt:

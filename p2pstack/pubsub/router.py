@@ -106,7 +106,26 @@ class Rejected:
     reason: str
 
 
-Event = Validate | Deliver | PeerJoined | PeerLeft | Grafted | Pruned | ConnectTo | Rejected
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A copy of a message we had already seen arrived from ``peer`` (for tracing)."""
+
+    msg_id: bytes
+    peer: PeerID
+    topic: str
+
+
+Event = (
+    Validate
+    | Deliver
+    | PeerJoined
+    | PeerLeft
+    | Grafted
+    | Pruned
+    | ConnectTo
+    | Rejected
+    | Duplicate
+)
 
 
 @dataclass(slots=True)
@@ -306,6 +325,7 @@ class RouterBase:
 
     def _duplicate(self, peer: PeerID, msg_id: bytes, msg: Message, now: float) -> None:
         self._count("duplicates")
+        self._events.append(Duplicate(msg_id, peer, msg.topic))
 
     def _first_seen(self, peer: PeerID, msg_id: bytes, msg: Message, now: float) -> None:
         pass
