@@ -419,14 +419,18 @@ def run_gossip(
 
 
 def gossip_scenarios(ours: list[Peer], others: list[Peer]) -> list[tuple[str, list[Peer]]]:
-    """Lines in which every other implementation's nodes reach each other only through
-    p2pstack nodes, and a small full mesh of everyone."""
+    """Lines where p2pstack nodes forward between nodes of another implementation and the
+    other way round, a line through every implementation, and a full mesh of everyone."""
     if not others:
-        return [("p2pstack-line", [ours[0], ours[-1], ours[0]])]
-    line: list[Peer] = [ours[0]]
-    for k, other in enumerate(others):
-        line += [other, ours[(k + 1) % len(ours)]]
-    return [("line", line), ("mesh", [*ours, *others, *ours])]
+        return [("line-p2pstack", [ours[0], ours[-1], ours[0]])]
+    scenarios = [(f"line-{other.name}", [other, ours[0], other, ours[-1]]) for other in others]
+    if len(others) > 1:
+        line: list[Peer] = [ours[0]]
+        for k, other in enumerate(others):
+            line += [other, ours[(k + 1) % len(ours)]]
+        scenarios.append(("line-all", line))
+    scenarios.append(("mesh-all", [*ours, *others, *ours]))
+    return scenarios
 
 
 def print_gossip(runs: list[GossipRun]) -> None:
@@ -626,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_gossipsub:
             gossip_peers = [p for p in others if p.impl in GOSSIPSUB_IMPLS]
             for name, nodes in gossip_scenarios(ours, gossip_peers):
-                if name.endswith("line"):
+                if name.startswith("line"):
                     connect = [[i - 1] if i else [] for i in range(len(nodes))]
                 else:
                     connect = [list(range(i)) for i in range(len(nodes))]
