@@ -25,6 +25,16 @@
 // Exit 0 on success, 1 on any error or failed verification (the JSON line is still printed
 // when echo or perf came back wrong), 2 for an unsupported combination (before Redis).
 //
+// Gossipsub mode (when gossipsub_topic is set; is_dialer and the dialer extras are ignored):
+//   gossipsub_topic, gossipsub_index, gossipsub_connect, gossipsub_publish, gossipsub_expect
+// starts a node with @libp2p/gossipsub at its defaults (StrictSign; message id from || seqno,
+// see msgIdFromSeqno), RPUSHes `gossipsubPeers`, subscribes, dials gossipsub_connect, waits
+// for a topic peer, RPUSHes `gossipsubReady`, BLPOPs `gossipsubGo`, publishes
+// "<index>:<i>" gossipsub_publish times and prints one JSON line once gossipsub_expect
+// messages from other nodes have arrived; then it keeps forwarding until SIGTERM/SIGINT
+// (exit 0). At test_timeout_seconds it prints the line with what arrived (if not yet printed)
+// and exits 1 (0 if the line was already complete).
+//
 // A ping is one /ipfs/ping/1.0.0 stream: its RTT is timed with performance.now() from
 // sending 32 random bytes to having read them back (opening the stream is not included,
 // as in js's ping service); then the stream is closed. Diagnostics go to stderr; set
@@ -71,7 +81,9 @@ function intEnv (name, dflt, minimum = 0) {
 function readConfig () {
   const transport = getEnv('transport')
   if (transport == null) throw new ConfigError('transport is not set')
-  const isDialer = (getEnv('is_dialer') ?? '').toLowerCase()
+  const gossipsubTopic = getEnv('gossipsub_topic')
+  // in gossipsub mode is_dialer does not apply
+  const isDialer = (getEnv('is_dialer') ?? (gossipsubTopic != null ? 'false' : '')).toLowerCase()
   if (isDialer !== 'true' && isDialer !== 'false') {
     throw new ConfigError(`is_dialer must be true or false, not ${JSON.stringify(getEnv('is_dialer'))}`)
   }
@@ -98,7 +110,16 @@ function readConfig () {
     pingCount: intEnv('ping_count', 1, 1),
     echoBytes: intEnv('echo_bytes', null),
     perfUpload,
-    perfDownload
+    perfDownload,
+    gossipsub: gossipsubTopic == null
+      ? null
+      : {
+          topic: gossipsubTopic,
+          index: intEnv('gossipsub_index', 0),
+          connect: (getEnv('gossipsub_connect') ?? '').split(',').map(a => a.trim()).filter(a => a !== ''),
+          publish: intEnv('gossipsub_publish', 1),
+          expect: intEnv('gossipsub_expect', 0)
+        }
   }
 }
 
@@ -394,6 +415,192 @@ async function runDialer (cfg, stack) {
   exitAfterStop(node, problems.length > 0 ? 1 : 0)
 }
 
+// Gossipsub mode ---------------------------------------------------------------------------
+
+const GOSSIPSUB_PEERS_KEY = 'gossipsubPeers'
+const GOSSIPSUB_READY_KEY = 'gossipsubReady'
+const GOSSIPSUB_GO_KEY = 'gossipsubGo'
+const DIAL_ATTEMPTS = 3
+const LOOPBACK_IPS = ['127.0.0.1', '::1']
+
+// The message id of interop/CONTRACT.md and go-libp2p-pubsub's DefaultMsgIdFn: the `from`
+// field as sent (the author's peer id multihash) followed by the 8-byte big-endian seqno.
+// js's own default for StrictSign (msgIdFnStrictSign) is different: it uses the author's
+// protobuf-encoded public key instead of `from` (for Ed25519 that is `from` without its
+// 0x00 0x24 identity-multihash prefix), so its ids would not match the other
+// implementations' in IHAVE/IWANT/IDONTWANT.
+function msgIdFromSeqno (msg) {
+  if (msg.type !== 'signed') throw new Error('msgIdFromSeqno: expected a signed message (StrictSign)')
+  const from = msg.from.toMultihash().bytes
+  const id = new Uint8Array(from.byteLength + 8)
+  id.set(from, 0)
+  new DataView(id.buffer).setBigUint64(from.byteLength, msg.sequenceNumber, false)
+  return id
+}
+
+const sleep = (msValue) => new Promise(resolve => setTimeout(resolve, msValue))
+
+async function runGossipsub (cfg, stack) {
+  const gs = cfg.gossipsub
+  const deadline = performance.now() + cfg.timeoutSeconds * 1000
+  const remainingSeconds = () => Math.max((deadline - performance.now()) / 1000, 0)
+  const { gossipsub, StrictSign } = await import('@libp2p/gossipsub')
+  const redis = await connectRedis(cfg.redisAddr)
+  const base = nodeConfig({
+    privateKey: await generateKeyPair('Ed25519'),
+    listen: [listenAddr(cfg)],
+    ...stack,
+    maxPingStreams: HANDLER_STREAM_LIMIT
+  })
+  const node = await createLibp2p({
+    ...base,
+    services: {
+      ...base.services,
+      pubsub: gossipsub({
+        globalSignaturePolicy: StrictSign,
+        msgIdFn: msgIdFromSeqno,
+        // js always scores peers, and its default IP colocation penalty ((n - 10)^2 * -5 for
+        // each of n > 10 peers on one IP) makes all-on-loopback test networks fall apart: a
+        // node with 12 local peers scores each at -20, drops them all from its mesh and stops
+        // gossiping to them. Exempt loopback only; every other score parameter is js's default.
+        scoreParams: { IPColocationFactorWhitelist: new Set(LOOPBACK_IPS) }
+      })
+    }
+  })
+  const pubsub = node.services.pubsub
+
+  // every distinct message from another node on the topic (gossipsub emits each message id
+  // once; own messages are not emitted since emitSelf is false)
+  const receivedIds = new Set()
+  const receivedData = new Set()
+  let goAt = null
+  let lastAt = null
+  let published = 0
+  let onReceived = () => {}
+  const decoder = new TextDecoder()
+  pubsub.addEventListener('message', (evt) => {
+    const msg = evt.detail
+    if (msg.topic !== gs.topic) return
+    if (msg.type === 'signed' && msg.from.equals(node.peerId)) return
+    const id = Buffer.from(msgIdFromSeqno(msg)).toString('hex')
+    if (receivedIds.has(id)) return
+    receivedIds.add(id)
+    const data = decoder.decode(msg.data)
+    receivedData.add(data)
+    const now = performance.now()
+    if (receivedIds.size <= gs.expect) lastAt = now
+    log(`received ${JSON.stringify(data)} from ${msg.type === 'signed' ? msg.from : '?'}` +
+      (goAt == null ? ' (before go)' : ` (${Math.round(now - goAt)} ms after go)`))
+    onReceived()
+  })
+
+  let reported = false
+  const report = () => {
+    reported = true
+    const out = {
+      implementation: `${LIBP2P_NAME} v${LIBP2P_VERSION}`,
+      gossipsubIndex: gs.index,
+      peerId: node.peerId.toString(),
+      published,
+      received: receivedIds.size,
+      expected: gs.expect,
+      receivedData: [...receivedData].sort(),
+      seconds: goAt == null || lastAt == null ? 0 : Math.max(Math.round(lastAt - goAt) / 1000, 0),
+      meshPeers: pubsub.getMeshPeers(gs.topic).length,
+      topicPeers: pubsub.getSubscribers(gs.topic).length
+    }
+    process.stdout.write(JSON.stringify(out) + '\n')
+    return out
+  }
+
+  let stopping = false
+  const stop = (why, code) => {
+    if (stopping) return
+    stopping = true
+    log(`${why}: stopping`)
+    redis.destroy?.()
+    exitAfterStop(node, code)
+  }
+  process.on('SIGINT', () => stop('SIGINT', 0))
+  process.on('SIGTERM', () => stop('SIGTERM', 0))
+  // test_timeout_seconds: the JSON line with what arrived (unless it was printed already)
+  const timedOut = () => {
+    if (stopping) return
+    if (reported) {
+      stop(`test_timeout_seconds (${cfg.timeoutSeconds}) passed`, 0)
+      return
+    }
+    log(`test_timeout_seconds (${cfg.timeoutSeconds}) passed with ${receivedIds.size} of ${gs.expect} messages`)
+    report()
+    stop('timeout', 1)
+  }
+  setTimeout(timedOut, cfg.timeoutSeconds * 1000)
+
+  await node.start()
+  const addr = advertisedAddr(node, cfg)
+  await redis.rPush(GOSSIPSUB_PEERS_KEY, addr)
+  log(`gossipsub node ${gs.index} at ${addr} (${LIBP2P_NAME} ${LIBP2P_VERSION}, ${pubsub.protocols.join(' ')})`)
+
+  pubsub.subscribe(gs.topic)
+  for (const target of gs.connect) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const conn = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(Math.max(Math.ceil(remainingSeconds() * 1000), 1)) })
+        log(`connected to ${conn.remotePeer} via ${conn.remoteAddr}`)
+        break
+      } catch (err) {
+        if (attempt >= DIAL_ATTEMPTS) throw new Error(`dialing ${target}: ${err.message}`)
+        log(`dialing ${target} (attempt ${attempt}): ${err.message}; retrying`)
+        await sleep(500)
+      }
+    }
+  }
+
+  // ready: at least one peer has told us it is in the topic (or is in our mesh)
+  const topicPeers = () => pubsub.getSubscribers(gs.topic).length + pubsub.getMeshPeers(gs.topic).length
+  while (topicPeers() === 0) {
+    await sleep(50)
+  }
+  await redis.rPush(GOSSIPSUB_READY_KEY, String(gs.index))
+  log(`ready: topic peers ${pubsub.getSubscribers(gs.topic).join(' ')}`)
+
+  const go = await redis.blPop(GOSSIPSUB_GO_KEY, Math.max(Math.ceil(remainingSeconds()), 1))
+  if (go == null) {
+    log(`no ${GOSSIPSUB_GO_KEY} token in Redis before the timeout`)
+    timedOut()
+    return
+  }
+  goAt = performance.now()
+  log(`go: mesh ${pubsub.getMeshPeers(gs.topic).length}, topic peers ${pubsub.getSubscribers(gs.topic).length}`)
+
+  for (let i = 0; i < gs.publish; i++) {
+    const data = new TextEncoder().encode(`${gs.index}:${i}`)
+    for (;;) {
+      try {
+        const r = await pubsub.publish(gs.topic, data)
+        published++
+        log(`published ${gs.index}:${i} to ${r.recipients.length} peers`)
+        break
+      } catch (err) {
+        // js refuses to publish when no topic peer is connected (allowPublishToZeroTopicPeers
+        // is false): wait for one to come back rather than lose the message
+        if (!String(err.message).includes('NoPeersSubscribedToTopic')) throw err
+        log(`publish ${gs.index}:${i}: no topic peers, retrying`)
+        await sleep(100)
+      }
+    }
+  }
+
+  if (receivedIds.size < gs.expect) {
+    await new Promise((resolve) => {
+      onReceived = () => { if (receivedIds.size >= gs.expect) resolve() }
+    })
+    onReceived = () => {}
+  }
+  report()
+  log(`received all ${gs.expect} expected messages; serving until SIGTERM`)
+}
+
 async function main () {
   let cfg, stack
   try {
@@ -408,7 +615,9 @@ async function main () {
     process.exit(1)
   }
   process.on('unhandledRejection', (err) => { log(`unhandled rejection: ${err?.stack ?? err}`) })
-  if (cfg.isDialer) {
+  if (cfg.gossipsub != null) {
+    await runGossipsub(cfg, stack)
+  } else if (cfg.isDialer) {
     // not unref'd: if everything else stalls, this still ends the run
     setTimeout(() => {
       log(`test_timeout_seconds (${cfg.timeoutSeconds}) passed`)
