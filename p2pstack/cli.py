@@ -198,7 +198,7 @@ async def cmd_pubsub(args: argparse.Namespace) -> int:
 
     key = load_or_create_key(args.key)
     async with Host(key, listen_addrs=args.listen or []) as host:
-        router = FloodSub(key) if args.router == "floodsub" else GossipSub(key)
+        router = FloodSub() if args.router == "floodsub" else GossipSub()
         async with PubSub(host, router) as ps, anyio.create_task_group() as tg:
             serve_all(host)
             for addr in host.addrs:

@@ -115,8 +115,7 @@ async def _chat(nodes: dict[str, Host], remote: anyio.abc.Process) -> bool:
     """Gossipsub: A, B, C (here) and D (the other process) each publish one line."""
     async with AsyncExitStack() as stack:
         services = {
-            n: await stack.enter_async_context(PubSub(h, GossipSub(h.key_pair)))
-            for n, h in nodes.items()
+            n: await stack.enter_async_context(PubSub(h, GossipSub())) for n, h in nodes.items()
         }
         subs = {n: await ps.subscribe(TOPIC) for n, ps in services.items()}
         with anyio.fail_after(30):

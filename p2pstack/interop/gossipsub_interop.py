@@ -134,8 +134,8 @@ class Node:
         if self.ps is None:
             assert self.host is not None
             router = GossipSub(
-                self.key,
                 self.params,
+                key_pair=self.key,
                 signature_policy=SignaturePolicy.STRICT_NO_SIGN,
                 message_id=message_id,
             )

@@ -249,7 +249,7 @@ async def run_gossipsub(config: InteropConfig) -> int:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with await RedisClient.connect(config.redis_addr) as redis:
             async with Host(KeyPair.generate(), listen_addrs=[_listen_addr(config)]) as host:
-                async with PubSub(host, GossipSub(host.key_pair)) as ps:
+                async with PubSub(host, GossipSub()) as ps:
                     sub = await ps.subscribe(topic)
                     addr = _advertised(str(host.addrs[0]), config)
                     await redis.rpush("gossipsubPeers", addr)

@@ -19,6 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from p2pstack.errors import LocalProtocolError
 from p2pstack.identity import KeyPair, PeerID
 from p2pstack.pubsub.message import (
     MessageIdFn,
@@ -116,15 +117,7 @@ class Duplicate:
 
 
 Event = (
-    Validate
-    | Deliver
-    | PeerJoined
-    | PeerLeft
-    | Grafted
-    | Pruned
-    | ConnectTo
-    | Rejected
-    | Duplicate
+    Validate | Deliver | PeerJoined | PeerLeft | Grafted | Pruned | ConnectTo | Rejected | Duplicate
 )
 
 
@@ -149,8 +142,8 @@ class RouterBase:
 
     def __init__(
         self,
-        key_pair: KeyPair,
         *,
+        key_pair: KeyPair | None = None,
         signature_policy: SignaturePolicy = SignaturePolicy.STRICT_SIGN,
         message_id: MessageIdFn = default_message_id,
         seen_ttl: float = 120.0,
@@ -159,9 +152,10 @@ class RouterBase:
         first_seqno: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.key_pair = key_pair
-        self.peer_id: PeerID = key_pair.peer_id
-        self._self_bytes = self.peer_id.to_bytes()
+        self._key_pair: KeyPair | None = None
+        self._self_bytes = b""
+        if key_pair is not None:
+            self.bind(key_pair)
         self.signature_policy = signature_policy
         self.message_id = message_id
         self.max_message_size = max_message_size
@@ -179,6 +173,30 @@ class RouterBase:
         self._events: list[Event] = []
         #: counters for observability: what was dropped and why
         self.stats: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ identity
+
+    def bind(self, key_pair: KeyPair) -> None:
+        """Give the router its node's key (``PubSub`` does this with the host's key when
+        the router was made without one)."""
+        if self._key_pair is not None and self._key_pair.peer_id != key_pair.peer_id:
+            raise LocalProtocolError("the router is already bound to another key")
+        self._key_pair = key_pair
+        self._self_bytes = key_pair.peer_id.to_bytes()
+
+    @property
+    def key_pair(self) -> KeyPair:
+        if self._key_pair is None:
+            raise LocalProtocolError("the router has no key yet (bind() it, or use PubSub)")
+        return self._key_pair
+
+    @property
+    def peer_id(self) -> PeerID:
+        return self.key_pair.peer_id
+
+    @property
+    def is_bound(self) -> bool:
+        return self._key_pair is not None
 
     # ------------------------------------------------------------------ shell side
 

@@ -2,7 +2,7 @@
 
 ::
 
-    async with PubSub(host, GossipSub(host.key_pair)) as ps:
+    async with PubSub(host, GossipSub(GossipSubParams())) as ps:
         sub = await ps.subscribe("chat")
         await ps.publish("chat", b"hello")
         async for msg in sub:
@@ -142,8 +142,10 @@ class PubSub:
         event_buffer: int = 1024,
     ) -> None:
         self.host = host
-        self.router: RouterBase = router or GossipSub(host.key_pair)
-        if self.router.peer_id != host.peer_id:
+        self.router: RouterBase = router or GossipSub()
+        if not self.router.is_bound:
+            self.router.bind(host.key_pair)
+        elif self.router.peer_id != host.peer_id:
             raise P2PError("the router must use the host's key pair")
         self.max_rpc_size = max_rpc_size
         self.outbound_queue_size = outbound_queue_size

@@ -62,7 +62,7 @@ class GossipSim:
         self.ids: list[PeerID] = [k.peer_id for k in keys]
         self.routers: dict[PeerID, GossipSub] = {
             k.peer_id: GossipSub(
-                k, self.params, rng=random.Random(self.rng.random()), first_seqno=1
+                self.params, key_pair=k, rng=random.Random(self.rng.random()), first_seqno=1
             )
             for k in keys
         }

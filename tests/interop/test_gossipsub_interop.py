@@ -87,8 +87,11 @@ def test_four_nodes_in_a_line_run_a_script(tmp_path: Path) -> None:
     base = _free_base_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "p2pstack.cli", "gossipsub-interop", "--params", str(params)]
-            + ["--node-id", str(i), "--loopback-base-port", str(base)],
+            [
+                sys.executable,
+                *("-m", "p2pstack.cli", "gossipsub-interop", "--params", str(params)),
+                *("--node-id", str(i), "--loopback-base-port", str(base)),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

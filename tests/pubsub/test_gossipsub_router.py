@@ -30,7 +30,7 @@ T = "topic"
 
 
 def router(i: int = 0, **kw: object) -> GossipSub:
-    return GossipSub(KEYS[i], rng=random.Random(i), **kw)  # type: ignore[arg-type]
+    return GossipSub(key_pair=KEYS[i], rng=random.Random(i), **kw)  # type: ignore[arg-type]
 
 
 def peer(i: int) -> PeerID:
@@ -269,7 +269,7 @@ def test_small_network_delivers_everything(n: int) -> None:
     """A few dozen routers wired at random, messages handed over in rounds."""
     rng = random.Random(7)
     keys = [KeyPair.generate() for _ in range(n)]
-    routers = {k.peer_id: GossipSub(k, rng=random.Random(i)) for i, k in enumerate(keys)}
+    routers = {k.peer_id: GossipSub(key_pair=k, rng=random.Random(i)) for i, k in enumerate(keys)}
     ids = list(routers)
     links = set()
     for i, p in enumerate(ids):

@@ -48,8 +48,8 @@ def scored_router(**params: object) -> GossipSub:
         behaviour_penalty_decay=0.9,
     )
     r = GossipSub(
-        KEYS[0],
         GossipSubParams(**params),  # type: ignore[arg-type]
+        key_pair=KEYS[0],
         score_params=score,
         thresholds=THRESHOLDS,
         rng=random.Random(0),

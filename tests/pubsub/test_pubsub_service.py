@@ -25,7 +25,7 @@ async def network(n: int, flood: tuple[int, ...] = ()) -> AsyncIterator[list[Pub
         services = []
         for i in range(n):
             host = await stack.enter_async_context(Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]))
-            router = FloodSub(host.key_pair) if i in flood else GossipSub(host.key_pair)
+            router = FloodSub() if i in flood else GossipSub()
             services.append(await stack.enter_async_context(PubSub(host, router)))
         yield services
 
@@ -138,9 +138,7 @@ async def test_delivery_does_not_wait_for_a_heartbeat() -> None:
             await stack.enter_async_context(Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]))
             for _ in range(2)
         ]
-        a, b = [
-            await stack.enter_async_context(PubSub(h, GossipSub(h.key_pair, slow))) for h in hosts
-        ]
+        a, b = [await stack.enter_async_context(PubSub(h, GossipSub(slow))) for h in hosts]
         sub_b = await b.subscribe(T)
         await a.subscribe(T)
         await b.host.connect(a.host.addrs[0])

@@ -45,9 +45,9 @@ class GossipSub(RouterBase):
 
     def __init__(
         self,
-        key_pair: KeyPair,
         params: GossipSubParams | None = None,
         *,
+        key_pair: KeyPair | None = None,
         score_params: PeerScoreParams[PeerID] | None = None,
         thresholds: PeerScoreThresholds | None = None,
         peer_record: PeerRecordFn | None = None,
@@ -56,7 +56,7 @@ class GossipSub(RouterBase):
         self.params = params or GossipSubParams()
         self.params.validate()
         super().__init__(
-            key_pair,
+            key_pair=key_pair,
             seen_ttl=self.params.seen_ttl,
             max_message_size=self.params.max_message_size,
             max_topics_per_peer=self.params.max_topics_per_peer,
@@ -245,7 +245,7 @@ class GossipSub(RouterBase):
         self, peer: PeerID, msg_id: bytes | None, topic: str, reason: str, now: float
     ) -> None:
         super()._reject(peer, msg_id, topic, reason, now)
-        if self.score is not None and peer != self.peer_id:
+        if self.score is not None and peer.to_bytes() != self._self_bytes:
             self.score.reject_message(peer, msg_id or b"", topic, reason, now)
         if msg_id is not None and reason == "invalid":
             # a peer that kept its IHAVE promise with an invalid message did keep it
@@ -264,7 +264,7 @@ class GossipSub(RouterBase):
 
     def _accepted(self, peer: PeerID, msg_id: bytes, msg: Message, now: float) -> None:
         self.mcache.put(msg_id, msg)
-        if self.score is not None and peer != self.peer_id:
+        if self.score is not None and peer.to_bytes() != self._self_bytes:
             self.score.deliver_message(peer, msg_id, msg.topic, now)
 
     def _forward(self, msg_id: bytes, msg: Message, sender: PeerID | None, now: float) -> None:
