@@ -7,7 +7,12 @@ service is the shell that owns streams and timers.
 from p2pstack.pubsub.gossipsub.params import GossipSubParams
 from p2pstack.pubsub.gossipsub.router import GossipSub
 from p2pstack.pubsub.gossipsub.score import PeerScoreParams, PeerScoreThresholds, TopicScoreParams
-from p2pstack.pubsub.message import SignaturePolicy, content_message_id, default_message_id
+from p2pstack.pubsub.message import (
+    SignaturePolicy,
+    content_message_id,
+    default_message_id,
+    js_message_id,
+)
 from p2pstack.pubsub.router import FloodSub, ValidationResult
 from p2pstack.pubsub.service import PubSub, ReceivedMessage, Subscription
 
@@ -25,4 +30,5 @@ __all__ = [
     "ValidationResult",
     "content_message_id",
     "default_message_id",
+    "js_message_id",
 ]

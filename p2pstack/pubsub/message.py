@@ -37,6 +37,17 @@ def default_message_id(msg: Message) -> bytes:
     return (msg.source or b"") + (msg.seqno or b"")
 
 
+def js_message_id(msg: Message) -> bytes:
+    """js-libp2p gossipsub's default under StrictSign: the author's public key protobuf
+    followed by ``seqno`` (not ``from + seqno``). Use it on a topic shared with js nodes
+    that keep js's default. For an inlined key it is ``from`` without its 2-byte identity
+    multihash prefix; otherwise (RSA) the message's ``key``."""
+    source, seqno = msg.source or b"", msg.seqno or b""
+    if len(source) >= 2 and source[0] == 0x00:  # identity multihash: the key is inlined
+        return source[2:] + seqno
+    return (msg.key or b"") + seqno
+
+
 def content_message_id(msg: Message) -> bytes:
     """SHA-256 of the data: for StrictNoSign topics, where there is no from/seqno."""
     return hashlib.sha256(msg.data).digest()

@@ -306,3 +306,23 @@ def test_small_network_delivers_everything(n: int) -> None:
         routers[ids[i]].publish(T, f"m{i}".encode(), now)
     got = run_rounds()
     assert all(count == 5 for count in got.values()), got
+
+
+def test_js_default_message_id_is_key_protobuf_plus_seqno() -> None:
+    from p2pstack.identity import KeyType
+    from p2pstack.pubsub import js_message_id
+
+    m = msg_from(1, seqno=7)
+    # Ed25519: js hashes nothing, it takes the public key protobuf (08 01 12 20 ...)
+    assert js_message_id(m) == KEYS[1].public.encode() + (7).to_bytes(8, "big")
+    assert js_message_id(m) != a_default_id(m)
+    rsa = KeyPair.generate(KeyType.RSA)
+    m = author_message(rsa, SignaturePolicy.STRICT_SIGN, T, b"x", 9)
+    assert m.key is not None
+    assert js_message_id(m) == rsa.public.encode() + (9).to_bytes(8, "big")
+
+
+def a_default_id(m: Message) -> bytes:
+    from p2pstack.pubsub import default_message_id
+
+    return default_message_id(m)
