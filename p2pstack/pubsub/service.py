@@ -63,6 +63,9 @@ from p2pstack.pubsub.rpc import RPC, Message, decode_rpc, encode_rpc
 
 log = logging.getLogger(__name__)
 
+#: the most bytes of queued RPCs the writer joins into one send
+WRITE_BATCH = 256 * 1024
+
 Validator = Callable[[Message], "ValidationResult | bool | Awaitable[ValidationResult | bool]"]
 
 
@@ -503,11 +506,8 @@ class PubSub:
             self._pump()
             async with stream:
                 try:
-                    async for data in link.receive:
-                        if isinstance(data, anyio.Event):
-                            data.set()
-                        else:
-                            await stream.send(data)
+                    async for first in link.receive:
+                        await self._write_batch(stream, link, first)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                     log.debug("pubsub stream to %s broke: %r", peer, exc)
                 finally:
@@ -515,6 +515,33 @@ class PubSub:
                         scope.cancel()
         if self._links.get(peer) is link and not self.host.connections(peer):
             self._peer_gone(peer)
+
+    async def _write_batch(
+        self, stream: anyio.abc.ByteStream, link: _PeerLink, first: bytes | anyio.Event
+    ) -> None:
+        """Write ``first`` and whatever else is queued already as one send (up to
+        WRITE_BATCH bytes): a backlog costs one write, not one per RPC. Flush markers are
+        set once everything queued before them has been written."""
+        batch: list[bytes] = []
+        size = 0
+        item: bytes | anyio.Event | None = first
+        while item is not None:
+            if isinstance(item, anyio.Event):
+                if batch:
+                    await stream.send(b"".join(batch))
+                    batch, size = [], 0
+                item.set()
+            else:
+                batch.append(item)
+                size += len(item)
+                if size >= WRITE_BATCH:
+                    break
+            try:
+                item = link.receive.receive_nowait()
+            except anyio.WouldBlock:
+                item = None
+        if batch:
+            await stream.send(b"".join(batch) if len(batch) > 1 else batch[0])
 
     async def _serve_inbound(self, stream: anyio.abc.ByteStream) -> None:
         peer: PeerID = stream.extra(P2PAttribute.remote_peer)
