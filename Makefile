@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-all lint proto bench interop interop-matrix interop-quick interop-js redis clean
+.PHONY: install run test test-all lint proto bench interop interop-matrix interop-quick interop-js interop-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,17 +40,19 @@ bench: $(STAMP)
 # js suite's finer checks. Builds are cached under ~/.cache/p2pstack/interop.
 interop: interop-matrix interop-js
 
-interop-matrix: $(STAMP) redis
+interop-matrix: $(STAMP) interop-deps
 	$(PYTHON) interop/run.py
 
-interop-quick: $(STAMP) redis
+interop-quick: $(STAMP) interop-deps
 	$(PYTHON) interop/run.py --quick
 
-# Debian's redis-server, which the interop runner starts on a private loopback port.
-redis:
-	@command -v redis-server >/dev/null || { \
+# From Debian: redis-server (the runner starts one on a private loopback port) and
+# libgmp-dev (py-libp2p's fastecdsa compiles against it). Go, cargo and npm come with the
+# machine; the peers' own dependencies come from their registries (interop/*/build.sh).
+interop-deps:
+	@command -v redis-server >/dev/null && dpkg -s libgmp-dev >/dev/null 2>&1 || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server libgmp-dev; }
 
 interop-js: $(STAMP)
 	bash interop/js/build.sh
