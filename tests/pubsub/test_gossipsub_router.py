@@ -326,3 +326,18 @@ def a_default_id(m: Message) -> bytes:
     from p2pstack.pubsub import default_message_id
 
     return default_message_id(m)
+
+
+def test_px_is_offered_only_when_enabled() -> None:
+    for do_px, expect_peers in ((False, False), (True, True)):
+        params = GossipSubParams(d=2, d_lo=2, d_hi=3, d_score=1, d_out=0, do_px=do_px)
+        r = router(params=params)
+        r.join(T, 0)
+        for i in range(1, 6):
+            r.add_peer(peer(i), MESHSUB_V11, outbound=False, now=0)
+            r.handle_rpc(peer(i), sub(), 0)
+            r.handle_rpc(peer(i), RPC(control=Control(graft=[T])), 0)
+        prunes = [p for _, rpc in r.rpcs_to_send() for p in rpc.control.prune]
+        assert prunes, "GRAFTs beyond d_hi are refused with a PRUNE"
+        assert all(p.backoff == 60 for p in prunes)
+        assert any(p.peers for p in prunes) is expect_peers

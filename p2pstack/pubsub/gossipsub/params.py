@@ -1,5 +1,9 @@
-"""Gossipsub router parameters (gossipsub-v1.0.md, -v1.1.md, -v1.2.md), with go-libp2p-pubsub's
-defaults. Durations are seconds."""
+"""Gossipsub router parameters (gossipsub-v1.0.md, -v1.1.md, -v1.2.md). Durations are seconds.
+
+Defaults are go-libp2p-pubsub's (v0.19), except ``flood_publish``, which is on as the v1.1
+spec, rust-libp2p and js-libp2p have it (go has it off unless ``WithFloodPublish``). Peer
+exchange in our PRUNEs is off as in go and rust (``do_px``); PX that others send us is
+followed when their score reaches the accept-PX threshold, as go does."""
 
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class GossipSubParams:
     max_ihave_messages: int = 10
     iwant_followup_time: float = 3.0
     flood_publish: bool = True
+    do_px: bool = False  # offer peer exchange in the PRUNEs we send
     direct_connect_ticks: int = 300
     # v1.2
     idontwant_message_threshold: int = 1024

@@ -222,7 +222,7 @@ class GossipSub(RouterBase):
             return Prune(topic)
         backoff = self.params.unsubscribe_backoff if unsubscribe else self.params.prune_backoff
         infos: tuple[PeerInfo, ...] = ()
-        if do_px:
+        if do_px and self.params.do_px:
             chosen = self._pick(
                 topic,
                 self.params.prune_peers,
