@@ -6,6 +6,7 @@
 //! handshake+1RTT, ping RTTs, echo and perf and prints one JSON line on stdout.
 
 use std::{
+    collections::{BTreeSet, HashMap, HashSet},
     convert::Infallible,
     error::Error,
     future::{Ready, ready},
@@ -24,7 +25,7 @@ use libp2p::{
         transport::PortUse,
         upgrade::{DeniedUpgrade, InboundUpgrade, UpgradeInfo},
     },
-    identify, identity,
+    gossipsub, identify, identity,
     multiaddr::Protocol,
     noise, ping,
     swarm::{
@@ -80,6 +81,18 @@ struct Config {
     echo_bytes: Option<u64>,
     /// (upload, download)
     perf: Option<(u64, u64)>,
+    /// Gossipsub mode (CONTRACT.md), when `gossipsub_topic` is set.
+    gossip: Option<GossipConfig>,
+}
+
+#[derive(Debug)]
+struct GossipConfig {
+    topic: String,
+    index: u64,
+    /// Full multiaddrs, each split into (address without /p2p, peer id).
+    connect: Vec<(Multiaddr, PeerId)>,
+    publish: u64,
+    expect: u64,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -128,12 +141,17 @@ fn parse_config() -> Result<Config, String> {
             Some(security)
         }
     };
+    let gossip = parse_gossip_config()?;
     let is_dialer = match env("is_dialer").as_deref() {
         Some("true") => true,
         Some("false") => false,
         Some(other) => return Err(format!("is_dialer must be true or false, not {other:?}")),
+        // Gossipsub mode has no dialer/listener role.
+        None if gossip.is_some() => false,
         None => return Err("is_dialer is required (true, false)".into()),
     };
+    // A gossipsub node serves like a listener (no ping::Behaviour), whatever is_dialer says.
+    let is_dialer = is_dialer && gossip.is_none();
     let ip_text = env("ip").unwrap_or_else(|| "0.0.0.0".into());
     let ip: IpAddr = ip_text
         .parse()
@@ -166,7 +184,35 @@ fn parse_config() -> Result<Config, String> {
         ping_count: ping_count as usize,
         echo_bytes,
         perf,
+        gossip,
     })
+}
+
+fn parse_gossip_config() -> Result<Option<GossipConfig>, String> {
+    let Some(topic) = env("gossipsub_topic") else {
+        return Ok(None);
+    };
+    let index =
+        env_u64("gossipsub_index")?.ok_or("gossipsub_index is required in gossipsub mode")?;
+    let mut connect = Vec::new();
+    for text in env("gossipsub_connect")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        let addr: Multiaddr = text
+            .parse()
+            .map_err(|e| format!("gossipsub_connect entry {text:?} is not a multiaddr: {e}"))?;
+        connect.push(strip_p2p(&addr).map_err(|e| format!("gossipsub_connect: {e}"))?);
+    }
+    Ok(Some(GossipConfig {
+        topic,
+        index,
+        connect,
+        publish: env_u64("gossipsub_publish")?.unwrap_or(1),
+        expect: env_u64("gossipsub_expect")?.unwrap_or(0),
+    }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -372,16 +418,50 @@ struct Behaviour {
     /// Outbound streams for the dialer's own pings, echo and perf.
     streams: libp2p_stream::Behaviour,
     serve: Serve,
+    /// Gossipsub mode only.
+    gossipsub: Toggle<gossipsub::Behaviour>,
 }
 
-fn make_behaviour(key: &identity::Keypair, is_dialer: bool) -> Behaviour {
+/// The gossipsub message id of the pubsub spec, go-libp2p-pubsub and p2pstack: the `from`
+/// bytes followed by the `seqno` bytes, exactly as they are on the wire. (rust-libp2p's own
+/// default is `from` in base58 followed by the seqno in decimal: the same fields, but ids
+/// that no other implementation can match in IHAVE/IWANT/IDONTWANT.) Strict validation only
+/// lets through a seqno of 8 bytes (decoded big-endian) or an empty one (None), so this
+/// gives back the wire bytes.
+fn wire_message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    let mut id = message.source.map(|p| p.to_bytes()).unwrap_or_default();
+    if let Some(seqno) = message.sequence_number {
+        id.extend_from_slice(&seqno.to_be_bytes());
+    }
+    gossipsub::MessageId::new(&id)
+}
+
+fn make_gossipsub(key: &identity::Keypair) -> Res<gossipsub::Behaviour> {
+    // Defaults (mesh D=6/5/12, heartbeat 1 s after a 5 s initial delay, flood_publish on,
+    // /meshsub/1.3.0..1.0.0, no peer scoring, messages valid as soon as they decode) except
+    // the contract's StrictSign (Strict validation + Signed authenticity) and message id.
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .message_id_fn(wire_message_id)
+        .build()?;
+    let behaviour =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)?;
+    Ok(behaviour)
+}
+
+fn make_behaviour(key: &identity::Keypair, is_dialer: bool, gossip: bool) -> Res<Behaviour> {
     // rust-libp2p pings every connection right after it is established (that first ping
     // is the dialer's handshake+1RTT sample). The dialer sends its further pings itself,
     // one after another, so the periodic pinging is pushed far out of the run.
     let ping = is_dialer.then(|| {
         ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(3600)))
     });
-    Behaviour {
+    let gossipsub = if gossip {
+        Some(make_gossipsub(key)?)
+    } else {
+        None
+    };
+    Ok(Behaviour {
         ping: Toggle::from(ping),
         identify: identify::Behaviour::new(identify::Config::new(
             "/ipfs/0.1.0".into(),
@@ -391,7 +471,8 @@ fn make_behaviour(key: &identity::Keypair, is_dialer: bool) -> Behaviour {
         serve: Serve {
             serve_ping: !is_dialer,
         },
-    }
+        gossipsub: Toggle::from(gossipsub),
+    })
 }
 
 fn yamux_config() -> yamux::Config {
@@ -402,6 +483,7 @@ fn yamux_config() -> yamux::Config {
 
 fn build_swarm(cfg: &Config, key: &identity::Keypair) -> Res<Swarm<Behaviour>> {
     let is_dialer = cfg.is_dialer;
+    let gossip = cfg.gossip.is_some();
     let idle = cfg.timeout + Duration::from_secs(30);
     let swarm_config = move |c: libp2p::swarm::Config| {
         c.with_idle_connection_timeout(idle)
@@ -412,12 +494,12 @@ fn build_swarm(cfg: &Config, key: &identity::Keypair) -> Res<Swarm<Behaviour>> {
     let swarm = match (cfg.transport, cfg.security) {
         (TransportKind::Tcp, Some(Security::Noise)) => builder
             .with_tcp(tcp_config(), noise::Config::new, yamux_config)?
-            .with_behaviour(|k| make_behaviour(k, is_dialer))?
+            .with_behaviour(|k| make_behaviour(k, is_dialer, gossip))?
             .with_swarm_config(swarm_config)
             .build(),
         (TransportKind::Tcp, Some(Security::Tls)) => builder
             .with_tcp(tcp_config(), tls::Config::new, yamux_config)?
-            .with_behaviour(|k| make_behaviour(k, is_dialer))?
+            .with_behaviour(|k| make_behaviour(k, is_dialer, gossip))?
             .with_swarm_config(swarm_config)
             .build(),
         (TransportKind::QuicV1, _) => builder
@@ -425,7 +507,7 @@ fn build_swarm(cfg: &Config, key: &identity::Keypair) -> Res<Swarm<Behaviour>> {
                 c.max_concurrent_stream_limit = 1024;
                 c
             })
-            .with_behaviour(|k| make_behaviour(k, is_dialer))?
+            .with_behaviour(|k| make_behaviour(k, is_dialer, gossip))?
             .with_swarm_config(swarm_config)
             .build(),
         (TransportKind::Tcp, None) => return Err("tcp needs a security protocol".into()),
@@ -477,21 +559,25 @@ fn publishable(addr: &Multiaddr, configured: IpAddr) -> bool {
     }
 }
 
+/// `/ip4/<ip>/tcp/0` or `/ip4/<ip>/udp/0/quic-v1` (ip6 likewise).
+fn listen_multiaddr(cfg: &Config) -> Res<Multiaddr> {
+    let ip_part = match cfg.ip {
+        IpAddr::V4(ip) => format!("/ip4/{ip}"),
+        IpAddr::V6(ip) => format!("/ip6/{ip}"),
+    };
+    let listen = match cfg.transport {
+        TransportKind::Tcp => format!("{ip_part}/tcp/0"),
+        TransportKind::QuicV1 => format!("{ip_part}/udp/0/quic-v1"),
+    };
+    Ok(listen.parse()?)
+}
+
 async fn run_listener(cfg: Config) -> Res<()> {
     let deadline = Instant::now() + cfg.timeout;
     let mut redis = connect_redis(&cfg.redis_addr, deadline).await?;
     let key = identity::Keypair::generate_ed25519();
     let mut swarm = build_swarm(&cfg, &key)?;
-    let ip_part = match cfg.ip {
-        IpAddr::V4(ip) => format!("/ip4/{ip}"),
-        IpAddr::V6(ip) => format!("/ip6/{ip}"),
-    };
-    let listen: Multiaddr = match cfg.transport {
-        TransportKind::Tcp => format!("{ip_part}/tcp/0"),
-        TransportKind::QuicV1 => format!("{ip_part}/udp/0/quic-v1"),
-    }
-    .parse()?;
-    swarm.listen_on(listen)?;
+    swarm.listen_on(listen_multiaddr(&cfg)?)?;
     eprintln!("[rust] listener peer id {}", swarm.local_peer_id());
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -530,6 +616,361 @@ async fn run_listener(cfg: Config) -> Res<()> {
                     eprintln!("[rust] listener error: {error}");
                 }
                 _ => {}
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Gossipsub mode (CONTRACT.md, "Gossipsub mode")
+// ---------------------------------------------------------------------------------------
+
+const PUBLISH_PAUSE: Duration = Duration::from_millis(20);
+const GOSSIP_PEERS_KEY: &str = "gossipsubPeers";
+const GOSSIP_READY_KEY: &str = "gossipsubReady";
+const GOSSIP_GO_KEY: &str = "gossipsubGo";
+
+/// The tail of a peer id, as go-libp2p shows it in logs.
+fn short(peer: &PeerId) -> String {
+    let s = peer.to_string();
+    format!("*{}", &s[s.len().saturating_sub(6)..])
+}
+
+/// A message as origin/seqno, for logs.
+fn show_message(message: &gossipsub::Message) -> String {
+    let origin = message
+        .source
+        .as_ref()
+        .map(short)
+        .unwrap_or_else(|| "?".into());
+    format!("{origin}/{}", message.sequence_number.unwrap_or_default())
+}
+
+/// The distinct messages that other nodes published.
+struct Inbox {
+    expect: u64,
+    ids: HashSet<gossipsub::MessageId>,
+    data: BTreeSet<String>,
+    /// When the `expect`-th one arrived (None while fewer have, and when expect is 0).
+    reached: Option<Instant>,
+}
+
+impl Inbox {
+    /// Records a message; returns false when its id was already known.
+    fn add(&mut self, id: gossipsub::MessageId, data: String) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.data.insert(data);
+        if self.ids.len() as u64 == self.expect {
+            self.reached = Some(Instant::now());
+        }
+        true
+    }
+
+    fn complete(&self) -> bool {
+        self.ids.len() as u64 >= self.expect
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Waiting for the listen address, to push it to gossipsubPeers.
+    Listening,
+    /// Waiting for the connections to gossipsub_connect.
+    Dialing,
+    /// Subscribed; waiting for a peer in the topic.
+    FindingTopicPeer,
+    /// Ready pushed; waiting for the gossipsubGo token.
+    WaitingForGo,
+    Publishing,
+    /// Published everything; waiting for the expected messages (then serving).
+    Receiving,
+}
+
+impl Phase {
+    fn doing(self) -> &'static str {
+        match self {
+            Phase::Listening => "starting to listen",
+            Phase::Dialing => "dialing gossipsub_connect",
+            Phase::FindingTopicPeer => "waiting for a peer in the topic",
+            Phase::WaitingForGo => "waiting for gossipsubGo",
+            Phase::Publishing => "publishing",
+            Phase::Receiving => "receiving",
+        }
+    }
+}
+
+fn gossip(swarm: &mut Swarm<Behaviour>) -> &mut gossipsub::Behaviour {
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .as_mut()
+        .expect("gossipsub is enabled in gossipsub mode")
+}
+
+/// The node of CONTRACT.md's gossipsub mode. Ok(()) after a report and SIGTERM/SIGINT
+/// (exit 0); an error otherwise (exit 1), after printing the JSON line with what arrived
+/// when the run ended on the timeout or a signal.
+async fn run_gossipsub(cfg: &Config, g: &GossipConfig) -> Res<()> {
+    let deadline = Instant::now() + cfg.timeout;
+    let mut redis = connect_redis(&cfg.redis_addr, deadline).await?;
+    let key = identity::Keypair::generate_ed25519();
+    let mut swarm = build_swarm(cfg, &key)?;
+    let me = *swarm.local_peer_id();
+    swarm.listen_on(listen_multiaddr(cfg)?)?;
+    let topic = gossipsub::IdentTopic::new(g.topic.clone());
+    let topic_hash = topic.hash();
+    eprintln!(
+        "[rust] gossipsub node {} ({}), topic {:?}, publish {}, expect {}",
+        g.index, me, g.topic, g.publish, g.expect
+    );
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let timeout = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+    tokio::pin!(timeout);
+    let publish_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(publish_timer);
+    let (go_tx, mut go_rx) = tokio::sync::oneshot::channel::<Result<bool, String>>();
+    let mut go_tx = Some(go_tx);
+
+    let mut phase = Phase::Listening;
+    let mut dialing: HashMap<ConnectionId, Multiaddr> = HashMap::new();
+    let mut inbox = Inbox {
+        expect: g.expect,
+        ids: HashSet::new(),
+        data: BTreeSet::new(),
+        reached: None,
+    };
+    let mut published = 0u64;
+    let mut go_time: Option<Instant> = None;
+    let mut reported = false;
+    let mut mesh_seen: BTreeSet<PeerId> = BTreeSet::new();
+    let mut kinds_seen: HashMap<PeerId, String> = HashMap::new();
+
+    let line = |inbox: &Inbox, published: u64, go_time: Option<Instant>| -> Value {
+        let seconds = match (go_time, inbox.reached) {
+            (Some(go), Some(last)) if last > go => (last - go).as_secs_f64(),
+            _ => 0.0,
+        };
+        json!({
+            "implementation": format!("rust-libp2p v{}", env!("LIBP2P_VERSION")),
+            "gossipsubIndex": g.index,
+            "peerId": me.to_string(),
+            "published": published,
+            "received": inbox.ids.len(),
+            "expected": g.expect,
+            "receivedData": inbox.data.iter().collect::<Vec<_>>(),
+            "seconds": (seconds * 1e6).round() / 1e6,
+        })
+    };
+
+    loop {
+        tokio::select! {
+            _ = &mut timeout => {
+                if !reported {
+                    println!("{}", line(&inbox, published, go_time));
+                }
+                return Err(format!(
+                    "test timeout of {:?} reached while {} ({}/{} messages)",
+                    cfg.timeout, phase.doing(), inbox.ids.len(), g.expect
+                ).into());
+            }
+            _ = sigterm.recv() => {
+                if reported {
+                    eprintln!("[rust] SIGTERM, exiting");
+                    return Ok(());
+                }
+                println!("{}", line(&inbox, published, go_time));
+                return Err(format!("SIGTERM while {}", phase.doing()).into());
+            }
+            _ = sigint.recv() => {
+                if reported {
+                    eprintln!("[rust] SIGINT, exiting");
+                    return Ok(());
+                }
+                println!("{}", line(&inbox, published, go_time));
+                return Err(format!("SIGINT while {}", phase.doing()).into());
+            }
+            go = &mut go_rx, if phase == Phase::WaitingForGo => match go {
+                Ok(Ok(true)) => {
+                    go_time = Some(Instant::now());
+                    let topic_peers = gossip(&mut swarm).all_peers()
+                        .filter(|(_, topics)| topics.contains(&&topic_hash)).count();
+                    let mesh = gossip(&mut swarm).mesh_peers(&topic_hash).count();
+                    eprintln!("[rust] go; topic peers {topic_peers}, mesh peers {mesh}");
+                    phase = Phase::Publishing;
+                    publish_timer.as_mut().reset(tokio::time::Instant::now());
+                }
+                Ok(Ok(false)) => {
+                    println!("{}", line(&inbox, published, go_time));
+                    return Err("no gossipsubGo token before the timeout".into());
+                }
+                Ok(Err(e)) => return Err(format!("redis BLPOP {GOSSIP_GO_KEY}: {e}").into()),
+                Err(_) => return Err("the BLPOP task ended without an answer".into()),
+            },
+            _ = &mut publish_timer, if phase == Phase::Publishing => {
+                if published < g.publish {
+                    let data = format!("{}:{}", g.index, published);
+                    match gossip(&mut swarm).publish(topic.clone(), data.clone().into_bytes()) {
+                        Ok(_) => {
+                            published += 1;
+                            eprintln!("[rust] published {data:?}");
+                        }
+                        Err(e) => {
+                            println!("{}", line(&inbox, published, go_time));
+                            return Err(format!("publish {data:?} failed: {e}").into());
+                        }
+                    }
+                }
+                if published < g.publish {
+                    publish_timer.as_mut().reset(tokio::time::Instant::now() + PUBLISH_PAUSE);
+                } else {
+                    phase = Phase::Receiving;
+                }
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    eprintln!("[rust] listening on {address}");
+                    if phase == Phase::Listening && publishable(&address, cfg.ip) {
+                        let full = address.with(Protocol::P2p(me));
+                        let _: i64 = redis.rpush(GOSSIP_PEERS_KEY, full.to_string()).await?;
+                        eprintln!("[rust] pushed {full} to {GOSSIP_PEERS_KEY}");
+                        for (addr, peer) in &g.connect {
+                            let opts = DialOpts::peer_id(*peer).addresses(vec![addr.clone()]).build();
+                            let id = opts.connection_id();
+                            let full = addr.clone().with(Protocol::P2p(*peer));
+                            match swarm.dial(opts) {
+                                Ok(()) => {
+                                    dialing.insert(id, full);
+                                }
+                                Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                                    eprintln!("[rust] already connected to {full}");
+                                }
+                                Err(e) => return Err(format!("dial {full}: {e}").into()),
+                            }
+                        }
+                        phase = Phase::Dialing;
+                    }
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                    if let Some(addr) = dialing.remove(&connection_id) {
+                        eprintln!("[rust] connected to {addr}");
+                    } else {
+                        eprintln!(
+                            "[rust] connection with {peer_id} ({}) at {}",
+                            if endpoint.is_dialer() { "outbound" } else { "inbound" },
+                            endpoint.get_remote_address()
+                        );
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                    if let Some(addr) = dialing.remove(&connection_id) {
+                        return Err(format!("dial {addr}: {error}").into());
+                    }
+                    eprintln!("[rust] outgoing connection failed: {error}");
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                    eprintln!(
+                        "[rust] connection with {peer_id} closed{}",
+                        cause.map(|c| format!(": {c}")).unwrap_or_default()
+                    );
+                }
+                SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
+                    eprintln!("[rust] incoming connection from {send_back_addr} failed: {error}");
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    eprintln!("[rust] listener error: {error}");
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => match event {
+                    gossipsub::Event::Message { propagation_source, message_id, message } => {
+                        if message.source == Some(me) {
+                            eprintln!("[rust] own message {} came back via {}",
+                                show_message(&message), short(&propagation_source));
+                        } else {
+                            let data = String::from_utf8_lossy(&message.data).into_owned();
+                            let new = inbox.add(message_id, data.clone());
+                            eprintln!(
+                                "[rust] received {data:?}{}: {} via {}; {}/{}",
+                                if new { "" } else { " (again)" },
+                                show_message(&message), short(&propagation_source),
+                                inbox.ids.len(), g.expect
+                            );
+                        }
+                    }
+                    gossipsub::Event::Subscribed { peer_id, topic } => {
+                        eprintln!("[rust] topic {:?}: peer {} joined", topic.as_str(), short(&peer_id));
+                    }
+                    gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                        eprintln!("[rust] topic {:?}: peer {} left", topic.as_str(), short(&peer_id));
+                    }
+                    gossipsub::Event::GossipsubNotSupported { peer_id } => {
+                        eprintln!("[rust] peer {peer_id} does not speak gossipsub");
+                    }
+                    gossipsub::Event::SlowPeer { peer_id, failed_messages } => {
+                        eprintln!("[rust] slow peer {}: {failed_messages:?}", short(&peer_id));
+                    }
+                },
+                _ => {}
+            }
+        }
+
+        if phase == Phase::Dialing && dialing.is_empty() {
+            gossip(&mut swarm).subscribe(&topic)?;
+            eprintln!("[rust] subscribed to {:?}", g.topic);
+            phase = Phase::FindingTopicPeer;
+        }
+        if phase == Phase::FindingTopicPeer
+            && gossip(&mut swarm)
+                .all_peers()
+                .any(|(_, topics)| topics.contains(&&topic_hash))
+        {
+            let _: i64 = redis.rpush(GOSSIP_READY_KEY, g.index).await?;
+            eprintln!("[rust] ready");
+            phase = Phase::WaitingForGo;
+            // BLPOP blocks its connection; the main loop sends nothing more to Redis.
+            let mut conn = redis.clone();
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                .max(0.1);
+            let tx = go_tx.take().expect("gossipsubReady is pushed once");
+            tokio::spawn(async move {
+                let popped: redis::RedisResult<Option<(String, String)>> =
+                    conn.blpop(GOSSIP_GO_KEY, wait).await;
+                let _ = tx.send(popped.map(|p| p.is_some()).map_err(|e| e.to_string()));
+            });
+        }
+        if phase == Phase::Receiving && !reported && inbox.complete() {
+            let out = line(&inbox, published, go_time);
+            println!("{out}");
+            reported = true;
+            eprintln!(
+                "[rust] received {}/{} messages in {} s; serving until SIGTERM",
+                inbox.ids.len(),
+                g.expect,
+                out["seconds"]
+            );
+        }
+
+        // Log mesh changes and each peer's pubsub protocol.
+        let gs = gossip(&mut swarm);
+        let mesh: BTreeSet<PeerId> = gs.mesh_peers(&topic_hash).copied().collect();
+        if mesh != mesh_seen {
+            for p in mesh.difference(&mesh_seen) {
+                eprintln!("[rust] mesh {:?} + {}", g.topic, short(p));
+            }
+            for p in mesh_seen.difference(&mesh) {
+                eprintln!("[rust] mesh {:?} - {}", g.topic, short(p));
+            }
+            mesh_seen = mesh;
+        }
+        for (peer, kind) in gs.peer_protocol() {
+            let kind = kind.to_string();
+            if kinds_seen.get(peer) != Some(&kind) {
+                eprintln!("[rust] pubsub peer {}: {kind}", short(peer));
+                kinds_seen.insert(*peer, kind);
             }
         }
     }
@@ -844,7 +1285,7 @@ fn strip_p2p(addr: &Multiaddr) -> Res<(Multiaddr, PeerId)> {
             other => bare.push(other),
         }
     }
-    let peer = peer.ok_or_else(|| format!("listener address {addr} has no /p2p/ peer id"))?;
+    let peer = peer.ok_or_else(|| format!("address {addr} has no /p2p/ peer id"))?;
     Ok((bare, peer))
 }
 
@@ -945,11 +1386,25 @@ async fn main() {
     eprintln!(
         "[rust] rust-libp2p v{} {} {:?} {:?}",
         env!("LIBP2P_VERSION"),
-        if cfg.is_dialer { "dialer" } else { "listener" },
+        if cfg.gossip.is_some() {
+            "gossipsub node"
+        } else if cfg.is_dialer {
+            "dialer"
+        } else {
+            "listener"
+        },
         cfg.transport,
         cfg.security
     );
-    if cfg.is_dialer {
+    if let Some(g) = &cfg.gossip {
+        match run_gossipsub(&cfg, g).await {
+            Ok(()) => exit(0),
+            Err(e) => {
+                eprintln!("[rust] gossipsub node failed: {e}");
+                exit(1);
+            }
+        }
+    } else if cfg.is_dialer {
         match tokio::time::timeout(cfg.timeout, run_dialer(&cfg)).await {
             Ok(Ok(result)) => {
                 println!("{result}");
