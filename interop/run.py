@@ -717,7 +717,7 @@ def _self_ratios(cells: list[Cell]) -> None:
             for x in (r0, r)
         ]
         print(
-            f"  vs {r.get('implementation') or c.dialer:<26} h+1RTT "
+            f"  vs {c.dialer + ' (' + str(r.get('implementation')) + ')':<40} h+1RTT "
             f"{ratio(r0.get('handshakePlusOneRTTMillis'), r.get('handshakePlusOneRTTMillis'))}"
             f", ping {ratio(r0.get('pingRTTMilllis'), r.get('pingRTTMilllis'))}, perf up "
             f"{ratio(*up)}, perf down {ratio(*down)}"
