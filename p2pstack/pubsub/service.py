@@ -22,6 +22,10 @@ Bounds and their semantics:
 - at most ``max_concurrent_validations`` async validations run at once; beyond that a
   message is ignored (``validation-throttled``, no penalty for its sender).
 
+``direct_peers`` (full multiaddrs) are gossipsub v1.1 direct peers: they get every message
+of our topics, are never in a mesh, and we keep connecting to them (1 s after start, then
+every ``direct_connect_ticks`` heartbeats while disconnected).
+
 Lifetime: leaving ``async with`` stops the heartbeat, closes every pubsub stream and ends
 every subscription's iteration. ``Subscription.aclose()`` unsubscribes (when it was the last
 subscription to the topic). Cancellation of a ``publish`` cannot leave half a message
@@ -33,7 +37,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -42,11 +46,13 @@ from typing import Any
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from multiaddr import Multiaddr
 
 from p2pstack.attributes import P2PAttribute
-from p2pstack.errors import P2PError, PublishError
+from p2pstack.errors import ConfigError, P2PError, PublishError
 from p2pstack.framing.length_prefixed import LengthPrefixedDecoder, encode_length_prefixed
 from p2pstack.host import Host
+from p2pstack.host.host import split_peer_addr
 from p2pstack.identity import PeerID
 from p2pstack.identity.record import PeerRecord
 from p2pstack.network import ConnectionClosed, ConnectionOpened
@@ -62,6 +68,8 @@ from p2pstack.pubsub.router import (
 from p2pstack.pubsub.rpc import RPC, Message, decode_rpc, encode_rpc
 
 log = logging.getLogger(__name__)
+
+DIRECT_CONNECT_INITIAL_DELAY = 1.0
 
 #: the most bytes of queued RPCs the writer joins into one send
 WRITE_BATCH = 256 * 1024
@@ -143,6 +151,7 @@ class PubSub:
         subscription_buffer: int = 256,
         max_concurrent_validations: int = 1024,
         event_buffer: int = 1024,
+        direct_peers: Sequence[Multiaddr | str] = (),
     ) -> None:
         self.host = host
         self.router: RouterBase = router or GossipSub()
@@ -161,6 +170,15 @@ class PubSub:
             event_buffer
         )
         self._observers: list[MemoryObjectSendStream[Event]] = []
+        self._direct: list[tuple[PeerID, Multiaddr]] = []
+        for target in direct_peers:
+            peer, addr = split_peer_addr(target)
+            if peer is None:
+                raise ConfigError(f"direct peer address {target} lacks /p2p/<peer id>")
+            if not isinstance(self.router, GossipSub):
+                raise ConfigError("direct peers need a gossipsub router")
+            self.router.add_direct_peer(peer)
+            self._direct.append((peer, addr))
         self._tg: anyio.abc.TaskGroup | None = None
         self._exit: AsyncExitStack | None = None
         self.stats: dict[str, int] = {}
@@ -183,6 +201,8 @@ class PubSub:
             for conn in self.host.connections():
                 self._peer_connected(conn.remote_peer, conn.direction == "outbound")
             tg.start_soon(self._heartbeat)
+            if self._direct:
+                tg.start_soon(self._keep_direct_peers)
             self._exit = stack.pop_all()
         return self
 
@@ -452,6 +472,23 @@ class PubSub:
             now = anyio.current_time()
             if deadline < now:  # we fell behind (a blocked loop): do not burst to catch up
                 deadline = now + interval
+
+    async def _keep_direct_peers(self) -> None:
+        """Connect to the direct peers 1 s after start, then again every
+        ``direct_connect_ticks`` heartbeats to any that is not connected (go's behaviour)."""
+        params = getattr(self.router, "params", None)
+        ticks = int(getattr(params, "direct_connect_ticks", 300))
+        interval = float(getattr(params, "heartbeat_interval", 1.0))
+        await anyio.sleep(DIRECT_CONNECT_INITIAL_DELAY)
+        while True:
+            for peer, addr in self._direct:
+                if not self.host.connections(peer):
+                    try:
+                        with anyio.fail_after(10):
+                            await self.host.connect(f"{addr}/p2p/{peer}")
+                    except Exception as exc:
+                        log.debug("direct peer %s: %r", peer, exc)
+            await anyio.sleep(ticks * interval)
 
     # ------------------------------------------------------------------ peers and streams
 

@@ -146,3 +146,29 @@ async def test_delivery_does_not_wait_for_a_heartbeat() -> None:
             await a.wait_for_peers(T)
             await a.publish(T, b"now")
             assert (await sub_b.receive()).data == b"now"
+
+
+async def test_direct_peers_connect_by_themselves_and_stay_out_of_the_mesh() -> None:
+    async with AsyncExitStack() as stack:
+        a_host = await stack.enter_async_context(Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]))
+        b_host = await stack.enter_async_context(Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]))
+        a = await stack.enter_async_context(PubSub(a_host, direct_peers=[b_host.addrs[0]]))
+        b = await stack.enter_async_context(PubSub(b_host, direct_peers=[a_host.addrs[0]]))
+        sub_b = await b.subscribe(T)
+        await a.subscribe(T)
+        with anyio.fail_after(10):
+            await a.wait_for_peers(T)  # nobody called connect: the direct peering did
+            await a.publish(T, b"direct")
+            assert (await sub_b.receive()).data == b"direct"
+        assert a.mesh_peers(T) == [] and b.mesh_peers(T) == []
+
+
+def test_direct_peer_needs_a_peer_id() -> None:
+    from p2pstack.errors import ConfigError
+
+    async def build() -> None:
+        async with Host() as host:
+            PubSub(host, direct_peers=["/ip4/127.0.0.1/tcp/1"])
+
+    with pytest.raises(ConfigError):
+        anyio.run(build)

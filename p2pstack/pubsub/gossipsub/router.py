@@ -82,7 +82,7 @@ class GossipSub(RouterBase):
         self._idontwant_count: dict[PeerID, int] = {}
         self._ticks = 0
         self._last_refresh: float | None = None
-        self._direct = {p for p in self.params.direct_peers}
+        self._direct: set[bytes] = set(self.params.direct_peers)
 
     # ------------------------------------------------------------------ helpers
 
@@ -114,6 +114,11 @@ class GossipSub(RouterBase):
         super().add_peer(peer, protocol, outbound, now)
         if self.score is not None:
             self.score.add_peer(peer, now)
+
+    def add_direct_peer(self, peer: PeerID) -> None:
+        """``peer`` gets every message of our topics and is never in a mesh (v1.1 direct
+        peering); the shell keeps a connection to it."""
+        self._direct.add(peer.to_bytes())
 
     def set_peer_ips(self, peer: PeerID, ips: Iterable[str]) -> None:
         """The IPs ``peer`` is connected from (for the P6 colocation score)."""
