@@ -5,6 +5,7 @@ The public API is re-exported here; see README.md for a tour.
 
 from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import (
+    CertificateError,
     ConfigError,
     DialError,
     HandshakeError,
@@ -29,6 +30,7 @@ from p2pstack.pubsub import FloodSub, GossipSub, GossipSubParams, PubSub, Valida
 __version__ = "0.1.0"
 
 __all__ = [
+    "CertificateError",
     "ConfigError",
     "Connection",
     "ConnectionClosed",

@@ -60,6 +60,15 @@ class PeerIDMismatch(HandshakeError):
         super().__init__(f"peer id mismatch: expected {expected}, got {actual}")
 
 
+class CertificateError(HandshakeError):
+    """A libp2p TLS certificate (libp2p/specs tls/tls.md) was malformed or did not verify.
+
+    The message names the cause: unparsable DER, outside its validity period, a bad
+    self-signature, a missing or malformed libp2p extension, an unsupported critical
+    extension, or an identity signature that does not verify.
+    """
+
+
 class StreamReset(anyio.BrokenResourceError, P2PError):
     """A multiplexed stream was reset (by the remote if ``remote`` is true).
 

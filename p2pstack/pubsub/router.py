@@ -149,6 +149,7 @@ class RouterBase:
         seen_ttl: float = 120.0,
         max_message_size: int = 1 << 20,
         max_topics_per_peer: int = 10_000,
+        max_messages_per_rpc: int = 1000,
         first_seqno: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -160,6 +161,7 @@ class RouterBase:
         self.message_id = message_id
         self.max_message_size = max_message_size
         self.max_topics_per_peer = max_topics_per_peer
+        self.max_messages_per_rpc = max_messages_per_rpc
         self.rng = rng or random.Random()
         self.peers: dict[PeerID, PeerState] = {}
         self.topic_peers: dict[str, set[PeerID]] = {}
@@ -274,7 +276,11 @@ class RouterBase:
             return
         for topic, subscribe in rpc.subscriptions:
             self._handle_subscription(peer, state, topic, subscribe, now)
-        for msg in rpc.messages:
+        messages = rpc.messages
+        if len(messages) > self.max_messages_per_rpc:
+            self._count("messages_over_rpc_limit", len(messages) - self.max_messages_per_rpc)
+            messages = messages[: self.max_messages_per_rpc]
+        for msg in messages:
             self._handle_message(peer, msg, now)
         if rpc.control:
             self._handle_control(peer, state, rpc, now)

@@ -341,3 +341,12 @@ def test_px_is_offered_only_when_enabled() -> None:
         assert prunes, "GRAFTs beyond d_hi are refused with a PRUNE"
         assert all(p.backoff == 60 for p in prunes)
         assert any(p.peers for p in prunes) is expect_peers
+
+
+def test_messages_beyond_the_per_rpc_limit_are_dropped_and_counted() -> None:
+    a = router(0, params=GossipSubParams(max_messages_per_rpc=3))
+    a.join(T, 0)
+    a.add_peer(peer(1), MESHSUB_V11, True, 0)
+    a.handle_rpc(peer(1), RPC(messages=[msg_from(2, seqno=i) for i in range(1, 6)]), 1)
+    assert len(accept_all(a, 1)) == 3
+    assert a.stats["messages_over_rpc_limit"] == 2

@@ -60,6 +60,7 @@ class GossipSub(RouterBase):
             seen_ttl=self.params.seen_ttl,
             max_message_size=self.params.max_message_size,
             max_topics_per_peer=self.params.max_topics_per_peer,
+            max_messages_per_rpc=self.params.max_messages_per_rpc,
             **kwargs,  # type: ignore[arg-type]
         )
         self.score: PeerScore[PeerID] | None = None
