@@ -195,7 +195,8 @@ class PubSub:
             stack.callback(tg.cancel_scope.cancel)
             self._tg = tg
             for protocol in self.router.protocols:
-                self.host.set_stream_handler(protocol, self._serve_inbound)
+                # one inbound stream per peer, plus one while a replacement takes over
+                self.host.set_stream_handler(protocol, self._serve_inbound, max_inbound_per_peer=2)
             stack.callback(self._remove_handlers)
             tg.start_soon(self._watch_connections, events)
             for conn in self.host.connections():

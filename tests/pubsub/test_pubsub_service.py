@@ -172,3 +172,29 @@ def test_direct_peer_needs_a_peer_id() -> None:
 
     with pytest.raises(ConfigError):
         anyio.run(build)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x05\xff\xff\xff\xff\xff",  # a frame that is no protobuf
+        b"\xff\xff\xff\xff\x0f",  # a length far over the limit
+        b"\x02\x12",  # a truncated field, then EOF
+    ],
+)
+async def test_garbage_on_a_pubsub_stream_is_contained(garbage: bytes) -> None:
+    async with network(3) as (a, b, evil):
+        sub_b = await b.subscribe(T)
+        await a.subscribe(T)
+        with anyio.fail_after(10):
+            await wait_for_join_both(a, b)
+            await evil.host.connect(a.host.addrs[0])
+            stream = await evil.host.new_stream(a.host.peer_id, ["/meshsub/1.1.0"])
+            await stream.send(garbage)
+            await stream.send_eof()
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                while True:  # a resets the stream (or ends it at EOF)
+                    await stream.receive()
+            await a.publish(T, b"still fine")
+            assert (await sub_b.receive()).data == b"still fine"
+        assert a.host.connections(evil.host.peer_id)  # the connection itself is kept
