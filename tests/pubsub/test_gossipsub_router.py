@@ -350,3 +350,66 @@ def test_messages_beyond_the_per_rpc_limit_are_dropped_and_counted() -> None:
     a.handle_rpc(peer(1), RPC(messages=[msg_from(2, seqno=i) for i in range(1, 6)]), 1)
     assert len(accept_all(a, 1)) == 3
     assert a.stats["messages_over_rpc_limit"] == 2
+
+
+def test_fanout_for_unjoined_topics_expires_after_its_ttl() -> None:
+    params = GossipSubParams(flood_publish=False, fanout_ttl=60)
+    a = router(0, params=params)
+    for i in (1, 2, 3):
+        a.add_peer(peer(i), MESHSUB_V11, True, 0)
+        a.handle_rpc(peer(i), sub("other"), 0)
+    _, sent = a.publish("other", b"x", 1)
+    assert sent == 3 and a.fanout["other"] == {peer(1), peer(2), peer(3)}
+    a.heartbeat(30)
+    assert "other" in a.fanout  # still fresh
+    a.publish("other", b"y", 40)  # publishing refreshes it
+    a.heartbeat(90)
+    assert "other" in a.fanout
+    a.heartbeat(101)
+    assert "other" not in a.fanout  # 61 s since the last publish
+
+
+def test_opportunistic_graft_adds_better_peers_when_the_mesh_median_is_low() -> None:
+    good = {peer(5), peer(6)}
+    score = PeerScoreParams[PeerID](app_specific_score=lambda p: 100.0 if p in good else 1.0)
+    params = GossipSubParams(d=3, d_lo=2, d_hi=4, d_score=1, d_out=0, opportunistic_graft_ticks=2)
+    a = router(0, params=params, score_params=score, thresholds=PeerScoreThresholds())
+    a.join(T, 0)
+    for i in (1, 2, 3):
+        a.add_peer(peer(i), MESHSUB_V11, False, 0)
+        a.handle_rpc(peer(i), sub(), 0)
+    a.heartbeat(1)  # tick 1: the mesh fills with the three ordinary peers
+    assert a.mesh[T] == {peer(1), peer(2), peer(3)}
+    for p in good:
+        a.add_peer(p, MESHSUB_V11, False, 1)
+        a.handle_rpc(p, sub(), 1)
+    a.rpcs_to_send()
+    a.heartbeat(2)  # tick 2: median 1.0 < 20: graft up to 2 peers scoring above it
+    assert good <= a.mesh[T]
+    grafted = {p for p, rpc in a.rpcs_to_send() if T in rpc.control.graft}
+    assert grafted == good
+
+
+def test_strict_no_sign_policy() -> None:
+    from p2pstack.pubsub.message import check_message, content_message_id
+
+    a = router(0, signature_policy=SignaturePolicy.STRICT_NO_SIGN, message_id=content_message_id)
+    a.join(T, 0)
+    a.add_peer(peer(1), MESHSUB_V11, True, 0)
+    signed = msg_from(2)
+    anonymous = Message(T, b"anon")
+    a.handle_rpc(peer(1), RPC(messages=[signed, anonymous]), 1)
+    events = a.events()
+    assert [ev.reason for ev in events if isinstance(ev, Rejected)] == ["unexpected-signature"]
+    assert [ev.message for ev in events if isinstance(ev, Validate)] == [anonymous]
+    assert check_message(Message(T, b"x", source=b"\0\x01x"), SignaturePolicy.STRICT_NO_SIGN)
+    msg_id, _ = a.publish(T, b"mine", 2)
+    assert msg_id == content_message_id(Message(T, b"mine"))
+
+
+def test_oversize_messages_are_rejected() -> None:
+    a = router(0, params=GossipSubParams(max_message_size=100))
+    a.join(T, 0)
+    a.add_peer(peer(1), MESHSUB_V11, True, 0)
+    a.handle_rpc(peer(1), RPC(messages=[msg_from(2, b"x" * 200)]), 1)
+    assert [ev.reason for ev in a.events() if isinstance(ev, Rejected)] == ["invalid"]
