@@ -7,6 +7,7 @@ import random
 import pytest
 
 from p2pstack.identity import KeyPair, PeerID
+from p2pstack.identity.keys import Ed25519PrivateKey
 from p2pstack.pubsub.gossipsub.params import GossipSubParams
 from p2pstack.pubsub.gossipsub.router import GossipSub
 from p2pstack.pubsub.gossipsub.score import PeerScoreParams, PeerScoreThresholds
@@ -25,7 +26,8 @@ from p2pstack.pubsub.router import (
 )
 from p2pstack.pubsub.rpc import RPC, Control, Message, PeerInfo, Prune, decode_rpc, encode_rpc
 
-KEYS = [KeyPair.generate() for _ in range(24)]
+# fixed keys: peer IDs (and so the routers' seeded choices) are the same every run
+KEYS = [KeyPair.from_private(Ed25519PrivateKey.from_raw(bytes([i + 1]) * 32)) for i in range(24)]
 T = "topic"
 
 
@@ -70,8 +72,8 @@ def test_rpc_codec_round_trip() -> None:
 
 def test_join_grafts_up_to_d_and_heartbeat_fills_mesh() -> None:
     r = router(params=GossipSubParams(d=4, d_lo=3, d_hi=6, d_score=2, d_out=1))
-    for i in range(1, 9):
-        r.add_peer(peer(i), MESHSUB_V11, outbound=i % 2 == 0, now=0)
+    for i in range(1, 9):  # all outbound: the d_out quota never adds a fifth peer
+        r.add_peer(peer(i), MESHSUB_V11, outbound=True, now=0)
         r.handle_rpc(peer(i), sub(), 0)
     r.join(T, 0)
     assert len(r.mesh[T]) == 4
@@ -268,7 +270,9 @@ def test_events_report_grafts() -> None:
 def test_small_network_delivers_everything(n: int) -> None:
     """A few dozen routers wired at random, messages handed over in rounds."""
     rng = random.Random(7)
-    keys = [KeyPair.generate() for _ in range(n)]
+    keys = [
+        KeyPair.from_private(Ed25519PrivateKey.from_raw(bytes([100 + i]) * 32)) for i in range(n)
+    ]
     routers = {k.peer_id: GossipSub(key_pair=k, rng=random.Random(i)) for i, k in enumerate(keys)}
     ids = list(routers)
     links = set()

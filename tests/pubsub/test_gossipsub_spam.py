@@ -7,6 +7,7 @@ import os
 import random
 
 from p2pstack.identity import KeyPair, PeerID
+from p2pstack.identity.keys import Ed25519PrivateKey
 from p2pstack.pubsub.gossipsub.params import GossipSubParams
 from p2pstack.pubsub.gossipsub.router import GossipSub
 from p2pstack.pubsub.gossipsub.score import (
@@ -25,7 +26,8 @@ from p2pstack.pubsub.router import (
 from p2pstack.pubsub.rpc import RPC, Control, Message
 
 T = "topic"
-KEYS = [KeyPair.generate() for _ in range(8)]
+# fixed keys: peer IDs (and so the routers' seeded choices) are the same every run
+KEYS = [KeyPair.from_private(Ed25519PrivateKey.from_raw(bytes([i + 1]) * 32)) for i in range(8)]
 ATTACKER, HONEST = KEYS[1].peer_id, KEYS[2].peer_id
 THRESHOLDS = PeerScoreThresholds(
     gossip_threshold=-10,
