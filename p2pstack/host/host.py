@@ -46,6 +46,7 @@ from p2pstack.protocols import identify, ping
 from p2pstack.protocols.identify import IdentifyInfo
 from p2pstack.security.abc import SecureTransport
 from p2pstack.security.noise import Noise
+from p2pstack.security.tls import Tls
 from p2pstack.transport.abc import Transport
 from p2pstack.transport.tcp import TcpTransport
 from p2pstack.upgrader import Upgrader
@@ -93,7 +94,7 @@ class Host:
         self._identify_info: dict[Connection, IdentifyInfo | BaseException] = {}
         self._ping_locks: dict[PeerID, anyio.Lock] = {}
         upgrader = Upgrader(
-            security if security is not None else [Noise(self.key_pair)],
+            security if security is not None else [Noise(self.key_pair), Tls(self.key_pair)],
             muxers if muxers is not None else [Yamux()],
         )
         self.swarm = Swarm(

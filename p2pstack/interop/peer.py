@@ -18,7 +18,7 @@ import os
 import signal
 import statistics
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,16 @@ from p2pstack.identity import KeyPair, PeerID
 from p2pstack.interop.resp import RedisClient
 from p2pstack.protocols import echo, perf, ping
 from p2pstack.pubsub import GossipSub, PubSub
+from p2pstack.security.abc import SecureTransport
+from p2pstack.security.noise import Noise
+from p2pstack.security.tls import Tls
 
 LISTENER_ADDR_KEY = "listenerAddr"
 IDENTIFY_WAIT_SECONDS = 10.0
 #: Inbound streams per protocol and peer the listener allows (the contract asks >= 16).
 LISTENER_STREAM_LIMIT = 1024
 EXIT_UNSUPPORTED = 2
+SECURITY: dict[str, Callable[[KeyPair], SecureTransport]] = {"noise": Noise, "tls": Tls}
 
 
 class Unsupported(ConfigError):
@@ -120,10 +124,15 @@ class InteropConfig:
     def check_supported(self) -> None:
         if self.transport != "tcp":
             raise Unsupported(f"transport {self.transport!r}: p2pstack has only tcp so far")
-        if self.security != "noise":
-            raise Unsupported(f"security {self.security!r}: p2pstack has only noise so far")
+        if self.security not in SECURITY:
+            raise Unsupported(f"security {self.security!r}: p2pstack has only noise and tls")
         if self.muxer != "yamux":
             raise Unsupported(f"muxer {self.muxer!r}: p2pstack has only yamux")
+
+
+def _security(config: InteropConfig, key: KeyPair) -> list[SecureTransport]:
+    """Only the security protocol under test, so that a combination proves what it says."""
+    return [SECURITY[config.security or "noise"](key)]
 
 
 def _log(message: str) -> None:
@@ -151,7 +160,10 @@ def _advertised(addr: str, config: InteropConfig) -> str:
 async def run_listener(config: InteropConfig) -> int:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with await RedisClient.connect(config.redis_addr) as redis:
-            async with Host(KeyPair.generate(), listen_addrs=[_listen_addr(config)]) as host:
+            key = KeyPair.generate()
+            async with Host(
+                key, listen_addrs=[_listen_addr(config)], security=_security(config, key)
+            ) as host:
                 for protocol, handler in (
                     (ping.PROTOCOL_ID, ping.handle_ping),
                     (echo.PROTOCOL_ID, echo.handle_echo),
@@ -173,7 +185,8 @@ async def run_listener(config: InteropConfig) -> int:
 
 async def run_dialer(config: InteropConfig) -> dict[str, Any]:
     async with await RedisClient.connect(config.redis_addr) as redis:
-        async with Host(KeyPair.generate()) as host:
+        key = KeyPair.generate()
+        async with Host(key, security=_security(config, key)) as host:
             addr = await redis.blpop(LISTENER_ADDR_KEY, config.timeout_seconds)
             if addr is None:
                 raise RemoteProtocolError("no listener address in Redis before the timeout")

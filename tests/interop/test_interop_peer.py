@@ -54,7 +54,7 @@ def test_config_errors(env: dict[str, str]) -> None:
     "env",
     [
         {"transport": "quic-v1"},
-        {**TCP, "security": "tls"},
+        {**TCP, "security": "plaintext"},
         {**TCP, "muxer": "mplex"},
     ],
 )
@@ -66,10 +66,17 @@ def test_unsupported_combinations_exit_2(env: dict[str, str]) -> None:
     assert peer.main({**env, "is_dialer": "true", "redis_addr": "127.0.0.1:1"}) == 2
 
 
-async def test_listener_and_dialer_in_process() -> None:
+@pytest.mark.parametrize("security", ["noise", "tls"])
+async def test_listener_and_dialer_in_process(security: str) -> None:
     fake = FakeRedis()
     async with fake.running() as addr, anyio.create_task_group() as tg:
-        base = {**TCP, "redis_addr": addr, "ip": "127.0.0.1", "test_timeout_seconds": "30"}
+        base = {
+            **TCP,
+            "security": security,
+            "redis_addr": addr,
+            "ip": "127.0.0.1",
+            "test_timeout_seconds": "30",
+        }
         tg.start_soon(peer.run_listener, InteropConfig.from_env({**base, "is_dialer": "false"}))
         dialer = InteropConfig.from_env(
             {

@@ -7,12 +7,13 @@ Streams under test:
   stream under Noise, tested alone so that a failure can be placed in the right layer);
 - ``noise-memory`` / ``noise-tcp``: two Noise sessions over a memory pair / a loopback TCP
   pair (the TCP one adds real socket buffers, half-close by shutdown and resets);
-- ``yamux-memory`` / ``yamux-noise-tcp``: a yamux stream pair over a memory pair / over
-  Noise over loopback TCP (the stack as a real connection uses it).
+- ``tls-memory`` / ``tls-tcp``: two ``/tls/1.0.0`` sessions, likewise;
+- ``yamux-memory`` / ``yamux-noise-tcp`` / ``yamux-tls-tcp``: a yamux stream pair over a
+  memory pair / over Noise or TLS over loopback TCP (the stack as a real connection uses it).
 
 What each stream's peer reads after ``aclose()`` (pinned in ``peer_close_errors``):
 ``EndOfStream`` for all of them (the memory pair closes its sending side, TCP sends FIN,
-yamux sends FIN).
+TLS sends close_notify, yamux sends FIN).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from multiaddr import Multiaddr
 from p2pstack.identity import KeyPair
 from p2pstack.muxer.yamux import YamuxConnection
 from p2pstack.security.noise import Noise
+from p2pstack.security.tls import Tls
 from p2pstack.testing import (
     HALF_CLOSE_CHECKS,
     TWO_WAY_CHECKS,
@@ -102,6 +104,32 @@ async def noise_tcp_pair() -> AsyncIterator[StreamPair]:
         yield await noise_handshake(*raw)
 
 
+async def tls_handshake(raw_a: anyio.abc.ByteStream, raw_b: anyio.abc.ByteStream) -> StreamPair:
+    out: dict[str, anyio.abc.ByteStream] = {}
+
+    async def outbound() -> None:
+        out["a"] = await Tls(KeyPair.generate()).secure_outbound(raw_a, None)
+
+    async def inbound() -> None:
+        out["b"] = await Tls(KeyPair.generate()).secure_inbound(raw_b)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(outbound)
+        tg.start_soon(inbound)
+    return out["a"], out["b"]
+
+
+@asynccontextmanager
+async def tls_memory_pair() -> AsyncIterator[StreamPair]:
+    yield await tls_handshake(*memory_stream_pair())
+
+
+@asynccontextmanager
+async def tls_tcp_pair() -> AsyncIterator[StreamPair]:
+    async with tcp_pair() as raw:
+        yield await tls_handshake(*raw)
+
+
 @asynccontextmanager
 async def yamux_over(raw: StreamPair) -> AsyncIterator[StreamPair]:
     client = YamuxConnection(raw[0], True)
@@ -130,6 +158,12 @@ async def yamux_noise_tcp_pair() -> AsyncIterator[StreamPair]:
         yield pair
 
 
+@asynccontextmanager
+async def yamux_tls_tcp_pair() -> AsyncIterator[StreamPair]:
+    async with tls_tcp_pair() as secure, yamux_over(secure) as pair:
+        yield pair
+
+
 @dataclass(frozen=True)
 class Subject:
     make_pair: PairFactory
@@ -148,12 +182,19 @@ SUBJECTS = {
     "noise-tcp": Subject(
         noise_tcp_pair, StreamTraits(clog_bytes=32 * 1024 * 1024, peer_close_errors=_EOF_ONLY)
     ),
+    "tls-memory": Subject(tls_memory_pair, StreamTraits(peer_close_errors=_EOF_ONLY)),
+    "tls-tcp": Subject(
+        tls_tcp_pair, StreamTraits(clog_bytes=32 * 1024 * 1024, peer_close_errors=_EOF_ONLY)
+    ),
     # The first window is 256 KiB.
     "yamux-memory": Subject(
         yamux_memory_pair, StreamTraits(clog_bytes=1024 * 1024, peer_close_errors=_EOF_ONLY)
     ),
     "yamux-noise-tcp": Subject(
         yamux_noise_tcp_pair, StreamTraits(clog_bytes=1024 * 1024, peer_close_errors=_EOF_ONLY)
+    ),
+    "yamux-tls-tcp": Subject(
+        yamux_tls_tcp_pair, StreamTraits(clog_bytes=1024 * 1024, peer_close_errors=_EOF_ONLY)
     ),
 }
 

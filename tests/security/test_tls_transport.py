@@ -1,0 +1,283 @@
+"""The ``/tls/1.0.0`` secure channel (libp2p/specs tls/tls.md): the Tls handshake and the
+TlsStream over it, and two Hosts that speak only TLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import anyio
+import anyio.abc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+
+from p2pstack.attributes import P2PAttribute
+from p2pstack.errors import CertificateError, HandshakeError, PeerIDMismatch
+from p2pstack.host import Host
+from p2pstack.identity import KeyPair, KeyType, PeerID
+from p2pstack.security.tls import Tls, TlsStream
+from p2pstack.security.tls.stream import take_outgoing
+from p2pstack.testing import memory_stream_pair
+
+pytestmark = pytest.mark.anyio
+
+YAMUX = "/yamux/1.0.0"
+
+
+async def handshake(
+    dialer: Tls,
+    listener: Tls,
+    *,
+    expected: PeerID | None = None,
+    dialer_muxers: Sequence[str] = (),
+    listener_muxers: Sequence[str] = (),
+) -> tuple[TlsStream, TlsStream]:
+    raw_dialer, raw_listener = memory_stream_pair()
+    out: dict[str, TlsStream] = {}
+
+    async def outbound() -> None:
+        out["dialer"] = await dialer.secure_outbound(raw_dialer, expected, dialer_muxers)
+
+    async def inbound() -> None:
+        out["listener"] = await listener.secure_inbound(raw_listener, listener_muxers)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(outbound)
+        tg.start_soon(inbound)
+    return out["dialer"], out["listener"]
+
+
+async def receive_exactly(stream: anyio.abc.ByteStream, size: int) -> bytes:
+    got = bytearray()
+    while len(got) < size:
+        got += await stream.receive(size - len(got))
+    return bytes(got)
+
+
+async def test_handshake_proves_both_peers(anyio_backend: str) -> None:
+    dialer_key, listener_key = KeyPair.generate(), KeyPair.generate(KeyType.Secp256k1)
+    dialer, listener = await handshake(
+        Tls(dialer_key), Tls(listener_key), expected=listener_key.peer_id
+    )
+    assert dialer.remote_peer == listener_key.peer_id
+    assert listener.remote_peer == dialer_key.peer_id
+    assert dialer.remote_public_key == listener_key.public
+    assert listener.remote_public_key == dialer_key.public
+    assert dialer.extra(P2PAttribute.local_peer) == dialer_key.peer_id
+    assert dialer.extra(P2PAttribute.remote_peer) == listener_key.peer_id
+    assert listener.extra(P2PAttribute.security_protocol) == "/tls/1.0.0"
+    assert dialer.early_muxer is None and listener.early_muxer is None
+    await dialer.aclose()
+    await listener.aclose()
+
+
+async def test_peer_id_mismatch(anyio_backend: str) -> None:
+    someone_else = KeyPair.generate().peer_id
+    listener_key = KeyPair.generate()
+    raw_dialer, raw_listener = memory_stream_pair()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(Tls(listener_key).secure_inbound, raw_listener)
+        with pytest.raises(PeerIDMismatch) as info:
+            await Tls(KeyPair.generate()).secure_outbound(raw_dialer, someone_else)
+    assert info.value.expected == someone_else
+    assert info.value.actual == listener_key.peer_id
+
+
+async def test_alpn_agrees_on_a_muxer(anyio_backend: str) -> None:
+    dialer, listener = await handshake(
+        Tls(KeyPair.generate()),
+        Tls(KeyPair.generate()),
+        dialer_muxers=["/mplex/6.7.0", YAMUX],
+        listener_muxers=[YAMUX],
+    )
+    assert dialer.early_muxer == YAMUX and listener.early_muxer == YAMUX
+
+
+async def test_alpn_prefers_the_dialers_order(anyio_backend: str) -> None:
+    dialer, listener = await handshake(
+        Tls(KeyPair.generate()),
+        Tls(KeyPair.generate()),
+        dialer_muxers=["/mplex/6.7.0", YAMUX],
+        listener_muxers=[YAMUX, "/mplex/6.7.0"],
+    )
+    assert dialer.early_muxer == "/mplex/6.7.0" == listener.early_muxer
+
+
+@pytest.mark.parametrize(
+    ("dialer_muxers", "listener_muxers"),
+    [((), (YAMUX,)), ((YAMUX,), ()), (("/mplex/6.7.0",), (YAMUX,))],
+)
+async def test_alpn_falls_back_to_libp2p(
+    anyio_backend: str, dialer_muxers: Sequence[str], listener_muxers: Sequence[str]
+) -> None:
+    dialer, listener = await handshake(
+        Tls(KeyPair.generate()),
+        Tls(KeyPair.generate()),
+        dialer_muxers=dialer_muxers,
+        listener_muxers=listener_muxers,
+    )
+    assert dialer.early_muxer is None and listener.early_muxer is None
+    assert dialer._conn.get_alpn_proto_negotiated() == b"libp2p"
+
+
+async def test_data_both_ways_and_eof(anyio_backend: str) -> None:
+    dialer, listener = await handshake(Tls(KeyPair.generate()), Tls(KeyPair.generate()))
+    await dialer.send(b"hello")
+    assert await listener.receive() == b"hello"
+    await listener.send(bytearray(b"back"))
+    assert await dialer.receive() == b"back"
+
+    big = bytes(range(256)) * 4096  # 1 MiB
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dialer.send, big)
+        tg.start_soon(listener.send, memoryview(big))
+        assert await receive_exactly(listener, len(big)) == big
+        assert await receive_exactly(dialer, len(big)) == big
+
+    await dialer.send_eof()
+    with pytest.raises(anyio.EndOfStream):
+        await listener.receive()
+    with pytest.raises(anyio.ClosedResourceError):
+        await dialer.send(b"more")
+    await listener.send(b"still open")  # TLS 1.3: the other direction goes on
+    assert await dialer.receive() == b"still open"
+    await listener.aclose()
+    with pytest.raises(anyio.EndOfStream):
+        await dialer.receive()
+    await dialer.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        await dialer.receive()
+
+
+async def test_raw_eof_without_close_notify_reads_as_end(anyio_backend: str) -> None:
+    dialer, listener = await handshake(Tls(KeyPair.generate()), Tls(KeyPair.generate()))
+    await dialer.send(b"last")
+    await dialer._raw.aclose()  # no close_notify
+    assert await listener.receive() == b"last"
+    with pytest.raises(anyio.EndOfStream):
+        await listener.receive()
+
+
+def plain_certificate() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed certificate without the libp2p extension."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not libp2p")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+async def plain_tls_client(raw: anyio.abc.ByteStream) -> None:
+    """A TLS 1.3 client presenting a certificate without the libp2p extension; runs until
+    the server gives up on it."""
+    cert, key = plain_certificate()
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+    ctx.use_certificate(cert)
+    ctx.use_privatekey(key)
+    ctx.set_verify(SSL.VERIFY_PEER, lambda *args: True)
+    conn = SSL.Connection(ctx, None)
+    conn.set_alpn_protos([b"libp2p"])
+    conn.set_connect_state()
+    try:
+        while True:
+            try:
+                conn.do_handshake()
+            except SSL.WantReadError:
+                pass
+            out = take_outgoing(conn)
+            if out:
+                await raw.send(out)
+            conn.bio_write(await raw.receive())
+    except (SSL.Error, anyio.EndOfStream, anyio.BrokenResourceError):
+        pass
+
+
+async def test_certificate_without_libp2p_extension_is_refused(anyio_backend: str) -> None:
+    raw_client, raw_server = memory_stream_pair()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(plain_tls_client, raw_client)
+        with pytest.raises(CertificateError, match="extension"):
+            await Tls(KeyPair.generate()).secure_inbound(raw_server)
+        await raw_server.aclose()
+
+
+async def test_server_certificate_without_libp2p_extension_is_refused(anyio_backend: str) -> None:
+    raw_client, raw_server = memory_stream_pair()
+    cert, key = plain_certificate()
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.use_certificate(cert)
+    ctx.use_privatekey(key)
+    server = SSL.Connection(ctx, None)
+    server.set_accept_state()
+
+    async def serve() -> None:
+        try:
+            while True:
+                server.bio_write(await raw_server.receive())
+                try:
+                    server.do_handshake()
+                except SSL.WantReadError:
+                    pass
+                await raw_server.send(take_outgoing(server))
+        except (SSL.Error, anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve)
+        with pytest.raises(CertificateError):
+            await Tls(KeyPair.generate()).secure_outbound(raw_client, None)
+        await raw_client.aclose()
+
+
+async def test_garbage_instead_of_client_hello(anyio_backend: str) -> None:
+    raw_client, raw_server = memory_stream_pair()
+    await raw_client.send(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+    with pytest.raises(HandshakeError) as info:
+        await Tls(KeyPair.generate()).secure_inbound(raw_server)
+    assert not isinstance(info.value, CertificateError)
+
+
+async def test_eof_during_handshake(anyio_backend: str) -> None:
+    raw_client, raw_server = memory_stream_pair()
+    await raw_client.aclose()
+    with pytest.raises(HandshakeError, match="closed"):
+        await Tls(KeyPair.generate()).secure_inbound(raw_server)
+
+
+async def test_two_hosts_ping_over_tls_only(anyio_backend: str) -> None:
+    key_a, key_b = KeyPair.generate(), KeyPair.generate()
+    async with (
+        Host(key_a, listen_addrs=["/ip4/127.0.0.1/tcp/0"], security=[Tls(key_a)]) as a,
+        Host(key_b, listen_addrs=["/ip4/127.0.0.1/tcp/0"], security=[Tls(key_b)]) as b,
+    ):
+        with anyio.fail_after(10):
+            await a.connect(f"{b.addrs[0]}/p2p/{b.peer_id}")
+            assert len(await a.ping(b.peer_id)) == 1
+            await b.connect(f"{a.addrs[0]}/p2p/{a.peer_id}")
+            assert len(await b.ping(a.peer_id)) == 1
+
+
+async def test_default_hosts_negotiate_noise_or_tls(anyio_backend: str) -> None:
+    """The default dialer offers noise then tls; a tls-only listener still gets a dial."""
+    key_a, key_b = KeyPair.generate(), KeyPair.generate()
+    async with (
+        Host(key_a) as a,
+        Host(key_b, listen_addrs=["/ip4/127.0.0.1/tcp/0"], security=[Tls(key_b)]) as b,
+    ):
+        with anyio.fail_after(10):
+            await a.connect(f"{b.addrs[0]}/p2p/{b.peer_id}")
+            assert len(await a.ping(b.peer_id)) == 1
