@@ -45,6 +45,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from multiaddr import Multiaddr
 
@@ -602,6 +603,10 @@ class PubSub:
                 rpc = decode_rpc(frame)
                 self.router.handle_rpc(peer, rpc, _now())
                 self._pump()
+                # One read can hold hundreds of RPCs: let subscribers (and writers) run
+                # between them, or a burst would overflow subscription buffers that a
+                # reader who keeps up would have emptied.
+                await anyio.lowlevel.checkpoint()
 
 
 def _now() -> float:

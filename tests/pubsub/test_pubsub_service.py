@@ -198,3 +198,28 @@ async def test_garbage_on_a_pubsub_stream_is_contained(garbage: bytes) -> None:
             await a.publish(T, b"still fine")
             assert (await sub_b.receive()).data == b"still fine"
         assert a.host.connections(evil.host.peer_id)  # the connection itself is kept
+
+
+async def test_a_burst_reaches_a_subscriber_that_keeps_reading() -> None:
+    """Many RPCs arrive in one read; a subscriber that keeps reading gets them all even
+    with a small buffer (the service lets it run between RPCs)."""
+    async with AsyncExitStack() as stack:
+        hosts = [
+            await stack.enter_async_context(Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]))
+            for _ in range(2)
+        ]
+        a = await stack.enter_async_context(PubSub(hosts[0]))
+        b = await stack.enter_async_context(PubSub(hosts[1], subscription_buffer=8))
+        sub_b = await b.subscribe(T)
+        await a.subscribe(T)
+        await b.host.connect(a.host.addrs[0])
+        got = 0
+        with anyio.fail_after(20):
+            await a.wait_for_peers(T)
+            for i in range(300):
+                await a.publish(T, b"%d" % i)
+            await a.flush()
+            while got < 300:
+                await sub_b.receive()
+                got += 1
+        assert sub_b.dropped == 0
