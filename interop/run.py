@@ -51,6 +51,8 @@ EXIT_UNSUPPORTED = 2
 #: implementations whose interop peer has the gossipsub mode of CONTRACT.md
 GOSSIPSUB_IMPLS = {"go", "rust", "js"}
 MESH_FORMATION_SECONDS = 2.0
+RATE_SUBSCRIBERS = 5
+RATE_MESSAGES = 500
 MIB = 1 << 20
 
 
@@ -331,13 +333,16 @@ def run_gossip(
     peers: list[Peer],
     connect: list[list[int]],
     redis_addr: str,
-    publish: int,
+    publish: int | list[int],
     timeout: float,
     logdir: Path,
 ) -> None:
     """Start the nodes one by one (each dials the earlier ones it is linked to), release
-    them together, and collect every node's JSON line."""
+    them together, and collect every node's JSON line. ``publish``: messages per node (one
+    count for all, or one per node); each node expects everyone else's."""
     n = len(peers)
+    counts = publish if isinstance(publish, list) else [publish] * n
+    expects = [sum(counts) - counts[i] for i in range(n)]
     redis = SyncRedis(redis_addr)
     redis.command("DEL", "gossipsubPeers", "gossipsubReady", "gossipsubGo")
     procs: list[subprocess.Popen[str]] = []
@@ -356,8 +361,8 @@ def run_gossip(
                 "gossipsub_topic": "interop",
                 "gossipsub_index": str(i),
                 "gossipsub_connect": ",".join(addrs[j] for j in connect[i]),
-                "gossipsub_publish": str(publish),
-                "gossipsub_expect": str(publish * (n - 1)),
+                "gossipsub_publish": str(counts[i]),
+                "gossipsub_expect": str(expects[i]),
             }
             err = open(logdir / f"gossip-{run.name}-{i}-{peer.name}.err", "wb")
             proc = subprocess.Popen(
@@ -411,9 +416,9 @@ def run_gossip(
         except ValueError:
             result = None
         run.results.append(result)
-        if result is None or result.get("received") != publish * (n - 1):
+        if result is None or result.get("received") != expects[i]:
             got = None if result is None else result.get("received")
-            missing.append(f"node {i} ({peers[i].name}) got {got}/{publish * (n - 1)}")
+            missing.append(f"node {i} ({peers[i].name}) got {got}/{expects[i]}")
     if run.status == "pending":
         run.status, run.reason = ("fail", "; ".join(missing)) if missing else ("pass", "")
 
@@ -431,6 +436,29 @@ def gossip_scenarios(ours: list[Peer], others: list[Peer]) -> list[tuple[str, li
         scenarios.append(("line-all", line))
     scenarios.append(("mesh-all", [*ours, *others, *ours]))
     return scenarios
+
+
+def rate_of(run: GossipRun) -> float | None:
+    """Messages per second from the publisher (node 0) until the slowest subscriber had
+    them all."""
+    subs = run.results[1:]
+    if run.status != "pass" or not subs or any(r is None for r in subs):
+        return None
+    slowest = max(float(r["seconds"]) for r in subs if r is not None)
+    expected = subs[0]["expected"] if subs[0] is not None else 0
+    return expected / slowest if slowest > 0 else None
+
+
+def print_rates(runs: list[GossipRun]) -> None:
+    print(
+        f"\n== gossipsub publish rate: 1 publisher, {RATE_SUBSCRIBERS} subscribers, one "
+        "implementation each (star, tcp/noise/yamux) =="
+    )
+    for run in runs:
+        rate = rate_of(run)
+        impl = run.results[0].get("implementation") if run.results and run.results[0] else "?"
+        shown = f"{rate:8.0f} msgs/s" if rate is not None else f"{run.status}: {run.reason}"
+        print(f"  {run.nodes[0]:18} {shown}  [{impl}]")
 
 
 def print_gossip(runs: list[GossipRun]) -> None:
@@ -644,7 +672,22 @@ def main(argv: list[str] | None = None) -> int:
                     run_gossip(run, nodes, connect, redis_addr, 3, args.timeout, logdir)
                 print(f"interop: gossipsub {name}: {run.status} {run.reason} ({run.seconds} s)")
 
-    failed = sum(1 for r in gossip_runs if r.status == "fail")
+        rate_runs: list[GossipRun] = []
+        if not args.no_gossipsub and not args.no_self:
+            messages = 30 if args.quick else RATE_MESSAGES
+            for peer in [*ours, *(p for p in others if p.impl in GOSSIPSUB_IMPLS)]:
+                nodes = [peer] * (1 + RATE_SUBSCRIBERS)
+                connect = [[]] + [[0]] * RATE_SUBSCRIBERS
+                run = GossipRun(f"rate-{peer.name}", [p.name for p in nodes], [])
+                rate_runs.append(run)
+                if not builds[peer.impl]["ok"]:
+                    run.status, run.reason = "fail", "build failed"
+                else:
+                    counts = [messages] + [0] * RATE_SUBSCRIBERS
+                    run_gossip(run, nodes, connect, redis_addr, counts, args.timeout, logdir)
+                print(f"interop: gossipsub {run.name}: {run.status} {run.reason} ({run.seconds} s)")
+
+    failed = sum(1 for r in gossip_runs + rate_runs if r.status == "fail")
     for cell in matrix + selfs:
         if cell.status == "fail" and cell.key in known:
             cell.status, cell.reason = "known-failure", f"{cell.reason} [{known[cell.key]}]"
@@ -662,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
         print_matrix(matrix)
     if gossip_runs:
         print_gossip(gossip_runs)
+    if rate_runs:
+        print_rates(rate_runs)
     if selfs:
         print_self(selfs)
         _self_ratios(selfs)
@@ -683,12 +728,22 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     for r in gossip_runs
                 ],
+                "gossipsub_rate": [
+                    {
+                        "name": r.name,
+                        "status": r.status,
+                        "reason": r.reason,
+                        "msgs_per_s": rate_of(r),
+                        "results": r.results,
+                    }
+                    for r in rate_runs
+                ],
             },
             indent=2,
         )
         + "\n"
     )
-    total = len(matrix) + len(selfs) + len(gossip_runs)
+    total = len(matrix) + len(selfs) + len(gossip_runs) + len(rate_runs)
     print(f"\ninterop: {total} cells, {failed} failed; results in {args.results}")
     return 1 if failed else 0
 

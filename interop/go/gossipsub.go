@@ -24,8 +24,8 @@ import (
 )
 
 const (
-	publishPause = 20 * time.Millisecond // between two of this node's publishes
-	readyPoll    = 10 * time.Millisecond // how often to look for a topic peer
+	queueSize = 4096                  // pubsub's per-peer outbound, validation and subscription queues
+	readyPoll = 10 * time.Millisecond // how often to look for a topic peer
 )
 
 // gossipResult is the gossipsub-mode JSON line (see interop/CONTRACT.md).
@@ -129,7 +129,16 @@ func runGossipsub(cfg *config) error {
 	// The router lives until we return (it keeps forwarding after the report).
 	psCtx, psCancel := context.WithCancel(context.Background())
 	defer psCancel()
-	ps, err := pubsub.NewGossipSub(psCtx, h, pubsub.WithEventTracer(traceLogger{}))
+	// Queues large enough for a burst of publishes (the runner's publish-rate runs send
+	// hundreds back to back; go's default of 32 per peer would drop them).
+	opts := []pubsub.Option{
+		pubsub.WithPeerOutboundQueueSize(queueSize),
+		pubsub.WithValidateQueueSize(queueSize),
+	}
+	if os.Getenv("GOSSIPSUB_TRACE") != "" { // every RPC event on stderr: slow, for debugging
+		opts = append(opts, pubsub.WithEventTracer(traceLogger{}))
+	}
+	ps, err := pubsub.NewGossipSub(psCtx, h, opts...)
 	if err != nil {
 		return fmt.Errorf("start gossipsub: %w", err)
 	}
@@ -197,7 +206,7 @@ func runGossipsub(cfg *config) error {
 	if err != nil {
 		return fmt.Errorf("topic events: %w", err)
 	}
-	sub, err := topic.Subscribe()
+	sub, err := topic.Subscribe(pubsub.WithBufferSize(queueSize))
 	if err != nil {
 		return fmt.Errorf("subscribe %q: %w", cfg.gossipsubTopic, err)
 	}
@@ -253,13 +262,6 @@ func runGossipsub(cfg *config) error {
 	log.Printf("go; topic peers %d", len(topic.ListPeers()))
 
 	for i := 0; i < cfg.gossipsubPublish; i++ {
-		if i > 0 {
-			select {
-			case <-time.After(publishPause):
-			case <-ctx.Done():
-				return abort("publishing")
-			}
-		}
 		data := fmt.Sprintf("%d:%d", cfg.gossipsubIndex, i)
 		if err := topic.Publish(ctx, []byte(data)); err != nil {
 			if ctx.Err() != nil {
@@ -268,7 +270,6 @@ func runGossipsub(cfg *config) error {
 			return fmt.Errorf("publish %q: %w", data, err)
 		}
 		res.Published++
-		log.Printf("published %q", data)
 	}
 
 	select {
