@@ -25,6 +25,8 @@
   environment variables (``interop/CONTRACT.md``, ``p2pstack.interop.peer``).
 
 ``--backend trio|asyncio`` (before the command) picks the event loop; trio by default.
+``--security noise|tls|both`` (before the command) picks the secure channels: a dialer
+offers them in that order, a listener accepts them; both (Noise, then TLS) by default.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from p2pstack.errors import P2PError
 from p2pstack.host import Host
 from p2pstack.identity import KeyPair
 from p2pstack.protocols import echo, perf
+from p2pstack.security.abc import SecureTransport
+from p2pstack.security.noise import Noise
+from p2pstack.security.tls import Tls
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 
@@ -57,6 +62,20 @@ def load_or_create_key(path: str | None) -> KeyPair:
     pair = KeyPair.generate()
     pair.save(path)
     return pair
+
+
+def security_for(args: argparse.Namespace, key: KeyPair) -> list[SecureTransport]:
+    choice = getattr(args, "security", "both")
+    chosen: list[SecureTransport] = []
+    if choice in ("noise", "both"):
+        chosen.append(Noise(key))
+    if choice in ("tls", "both"):
+        chosen.append(Tls(key))
+    return chosen
+
+
+def make_host(args: argparse.Namespace, key: KeyPair, listen: list[str] | None = None) -> Host:
+    return Host(key, listen_addrs=listen or [], security=security_for(args, key))
 
 
 def serve_all(host: Host) -> None:
@@ -84,7 +103,8 @@ async def cmd_id(args: argparse.Namespace) -> int:
 async def cmd_listen(args: argparse.Namespace) -> int:
     listen = args.listen or [DEFAULT_LISTEN]
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with Host(load_or_create_key(args.key), listen_addrs=listen) as host:
+        key = load_or_create_key(args.key)
+        async with make_host(args, key, listen) as host:
             serve_all(host)
             for addr in host.addrs:
                 print(addr, flush=True)
@@ -94,7 +114,7 @@ async def cmd_listen(args: argparse.Namespace) -> int:
 
 
 async def cmd_ping(args: argparse.Namespace) -> int:
-    async with Host(load_or_create_key(args.key)) as host:
+    async with make_host(args, load_or_create_key(args.key)) as host:
         start = anyio.current_time()
         peer = await host.connect(args.maddr)
         first = await host.ping(peer)
@@ -149,7 +169,7 @@ async def cmd_perf(args: argparse.Namespace) -> int:
             last = moved
             print(f"perf: {moved} bytes in {elapsed:.1f} s ({rate:.1f} MiB/s)", file=sys.stderr)
 
-    async with Host(load_or_create_key(args.key)) as host:
+    async with make_host(args, load_or_create_key(args.key)) as host:
         peer = await host.connect(args.maddr)
         stream = await host.new_stream(peer, [perf.PROTOCOL_ID])
         async with stream, anyio.create_task_group() as tg:
@@ -175,7 +195,7 @@ async def cmd_perf(args: argparse.Namespace) -> int:
 
 async def cmd_echo(args: argparse.Namespace) -> int:
     data = os.urandom(args.bytes)
-    async with Host(load_or_create_key(args.key)) as host:
+    async with make_host(args, load_or_create_key(args.key)) as host:
         peer = await host.connect(args.maddr)
         stream = await host.new_stream(peer, [echo.PROTOCOL_ID])
         start = anyio.current_time()
@@ -197,7 +217,7 @@ async def cmd_pubsub(args: argparse.Namespace) -> int:
     from p2pstack.pubsub import FloodSub, GossipSub, PubSub
 
     key = load_or_create_key(args.key)
-    async with Host(key, listen_addrs=args.listen or []) as host:
+    async with make_host(args, key, args.listen) as host:
         router = FloodSub() if args.router == "floodsub" else GossipSub()
         async with PubSub(host, router) as ps, anyio.create_task_group() as tg:
             serve_all(host)
@@ -243,6 +263,7 @@ async def cmd_pubsub(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2pstack", description="p2pstack libp2p node")
     parser.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
+    parser.add_argument("--security", choices=["noise", "tls", "both"], default="both")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 

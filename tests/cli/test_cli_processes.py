@@ -116,3 +116,24 @@ def test_pubsub_chat_between_two_processes() -> None:
         if receiver.poll() is None:
             receiver.kill()
             receiver.wait()
+
+
+def test_security_choice(tmp_path: Path) -> None:
+    """A default listener accepts TLS and Noise; a TLS-only listener refuses a Noise-only
+    dialer (multistream says `na`), and the dialer exits 1 with the reason."""
+    tls_only = subprocess.Popen(
+        [*CLI, "--security", "tls", "listen"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert tls_only.stdout is not None
+        addr = tls_only.stdout.readline().strip()
+        ok = run("--security", "tls", "ping", addr, "--count", "1", "--json")
+        assert ok.returncode == 0, ok.stderr
+        refused = run("--security", "noise", "ping", addr, "--count", "1")
+        assert refused.returncode == 1
+        assert "DialError" in refused.stderr or "ProtocolNotSupported" in refused.stderr
+        both = run("ping", addr, "--count", "1")  # default: Noise, then TLS
+        assert both.returncode == 0, both.stderr
+    finally:
+        tls_only.terminate()
+        tls_only.wait(timeout=10)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PROTOCOL_ID = "/tls/1.0.0"
 #: Bytes asked of the raw stream per receive.
 RECEIVE_SIZE = 256 * 1024
+_RECORD = 16 * 1024  # the most plaintext one TLS record carries
 #: Plaintext handed to OpenSSL per write: its records then go out in one raw send.
 SEND_CHUNK = 256 * 1024
 #: Ciphertext taken out of the outgoing BIO per call.
@@ -126,7 +127,7 @@ class TlsStream(SecureStream):
                 if self._eof_received:
                     raise anyio.EndOfStream
                 try:
-                    data = self._conn.recv(max_bytes)
+                    data = self._conn.recv(min(max_bytes, _RECORD))
                 except SSL.WantReadError:
                     pass
                 except SSL.ZeroReturnError:
@@ -138,7 +139,7 @@ class TlsStream(SecureStream):
                     continue
                 else:
                     if data:
-                        return data
+                        return self._more_records(data, max_bytes)
                     continue
                 await self._write_pending()
                 try:
@@ -149,6 +150,24 @@ class TlsStream(SecureStream):
                     self._eof_received = True
                     continue
                 self._conn.bio_write(incoming)
+
+    def _more_records(self, first: bytes, max_bytes: int) -> bytes:
+        """``first`` plus the plaintext of records already buffered, up to ``max_bytes``:
+        OpenSSL hands out one record (at most 16 KiB) per read, and a caller that asked for
+        more is better served by one larger piece than by many calls. An error or the end
+        met here is left for the next call to report."""
+        parts = [first]
+        total = len(first)
+        while total < max_bytes:
+            try:
+                more = self._conn.recv(min(max_bytes - total, _RECORD))
+            except SSL.Error:  # WantRead (nothing buffered), ZeroReturn or a bad record
+                break
+            if not more:
+                break
+            parts.append(more)
+            total += len(more)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _write_pending(self) -> None:
         """Write ciphertext the receiving side produced, if no send is under way (a send
