@@ -86,6 +86,10 @@ class TlsStream(SecureStream):
         self._send_guard = anyio.ResourceGuard("sending to")
         self._receive_guard = anyio.ResourceGuard("receiving from")
         self._write_lock = anyio.Lock()
+        # ciphertext send_nowait() could not write yet; always written before anything newer
+        self._unsent: bytearray | None = None
+        self._view = memoryview(bytearray(RECEIVE_SIZE))  # receive_view()'s buffer
+        self._try_send: Callable[[Any], int] | None = getattr(self._raw, "try_send", None)
         self._closed = False
         self._eof_sent = False
         self._eof_received = False
@@ -117,7 +121,20 @@ class TlsStream(SecureStream):
     # ------------------------------------------------------------------ receiving
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        return bytes(await self._receive(max(1, min(max_bytes, RECEIVE_SIZE))))
+
+    async def receive_view(self) -> memoryview:
+        """Up to RECEIVE_SIZE bytes of plaintext (never empty) as a view of a buffer that is
+        reused by the next call; for a muxer that copies out what it keeps."""
+        return await self._receive(RECEIVE_SIZE)
+
+    async def _receive(self, limit: int) -> memoryview:
+        """Decrypt into the reusable buffer: the first record that is ready, then every
+        further one already buffered, up to ``limit`` bytes (OpenSSL hands out one record,
+        at most 16 KiB, per read). An error or the end met after some plaintext is left
+        for the next call to report."""
         await anyio.lowlevel.checkpoint_if_cancelled()
+        view = self._view
         with self._receive_guard:
             while True:
                 if self._closed:
@@ -127,7 +144,7 @@ class TlsStream(SecureStream):
                 if self._eof_received:
                     raise anyio.EndOfStream
                 try:
-                    data = self._conn.recv(min(max_bytes, _RECORD))
+                    total = self._conn.recv_into(view, min(limit, _RECORD))
                 except SSL.WantReadError:
                     pass
                 except SSL.ZeroReturnError:
@@ -138,9 +155,17 @@ class TlsStream(SecureStream):
                     self._receive_error.__cause__ = exc
                     continue
                 else:
-                    if data:
-                        return self._more_records(data, max_bytes)
-                    continue
+                    if not total:
+                        continue
+                    while total < limit:
+                        try:
+                            n = self._conn.recv_into(view[total:], min(limit - total, _RECORD))
+                        except SSL.Error:  # nothing buffered, the end, or a bad record
+                            break
+                        if not n:
+                            break
+                        total += n
+                    return view[:total]
                 await self._write_pending()
                 try:
                     incoming = await self._raw.receive(RECEIVE_SIZE)
@@ -151,37 +176,23 @@ class TlsStream(SecureStream):
                     continue
                 self._conn.bio_write(incoming)
 
-    def _more_records(self, first: bytes, max_bytes: int) -> bytes:
-        """``first`` plus the plaintext of records already buffered, up to ``max_bytes``:
-        OpenSSL hands out one record (at most 16 KiB) per read, and a caller that asked for
-        more is better served by one larger piece than by many calls. An error or the end
-        met here is left for the next call to report."""
-        parts = [first]
-        total = len(first)
-        while total < max_bytes:
-            try:
-                more = self._conn.recv(min(max_bytes - total, _RECORD))
-            except SSL.Error:  # WantRead (nothing buffered), ZeroReturn or a bad record
-                break
-            if not more:
-                break
-            parts.append(more)
-            total += len(more)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
     async def _write_pending(self) -> None:
         """Write ciphertext the receiving side produced, if no send is under way (a send
         takes it along with its own)."""
         if self._write_lock.locked() or self._send_broken or self._closed:
             return
         out = take_outgoing(self._conn)
-        if out:
+        if out or self._unsent:
             async with self._write_lock:
                 try:
-                    await self._raw.send(out)
+                    await self._raw.send(self._take_unsent() + out)
                 except anyio.get_cancelled_exc_class():
                     self._send_broken = True
                     raise
+
+    def _take_unsent(self) -> bytes:
+        unsent, self._unsent = self._unsent, None
+        return bytes(unsent) if unsent else b""
 
     # ------------------------------------------------------------------ sending
 
@@ -201,6 +212,8 @@ class TlsStream(SecureStream):
             view = memoryview(item)
             async with self._write_lock:
                 try:
+                    if self._unsent:
+                        await self._raw.send(self._take_unsent())
                     while True:
                         self._check_send()
                         chunk = view[:SEND_CHUNK]
@@ -222,6 +235,46 @@ class TlsStream(SecureStream):
                     self._send_broken = True
                     raise
 
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> bool:
+        """Encrypt ``data`` and write what the socket accepts now, without waiting.
+        Returns ``True`` when everything went out; else the rest waits for :meth:`flush`
+        (or the next send), ahead of anything written later."""
+        self._check_send()
+        try:
+            self._conn.sendall(data)
+        except SSL.Error as exc:
+            self._send_broken = True
+            raise anyio.BrokenResourceError(f"tls send failed: {exc}") from exc
+        out = take_outgoing(self._conn)
+        if self._unsent is not None or self._write_lock.locked() or self._try_send is None:
+            if self._unsent is None:
+                self._unsent = bytearray()
+            self._unsent += out
+            return False
+        sent = self._try_send(out)
+        if sent == len(out):
+            return True
+        self._unsent = bytearray(out[sent:])
+        return False
+
+    @property
+    def unsent(self) -> int:
+        """Encrypted bytes :meth:`send_nowait` could not write yet."""
+        return len(self._unsent) if self._unsent is not None else 0
+
+    async def flush(self) -> None:
+        """Write what :meth:`send_nowait` left over (same cancellation rule as send)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        with self._send_guard:
+            self._check_send()
+            async with self._write_lock:
+                if self._unsent:
+                    try:
+                        await self._raw.send(self._take_unsent())
+                    except anyio.get_cancelled_exc_class():
+                        self._send_broken = True
+                        raise
+
     async def send_eof(self) -> None:
         """Send close_notify and half-close the raw stream; receiving goes on."""
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -235,7 +288,7 @@ class TlsStream(SecureStream):
             self._eof_sent = True
             async with self._write_lock:
                 self._conn.shutdown()
-                await self._raw.send(take_outgoing(self._conn))
+                await self._raw.send(self._take_unsent() + take_outgoing(self._conn))
                 await self._raw.send_eof()
 
     async def aclose(self) -> None:
@@ -248,7 +301,7 @@ class TlsStream(SecureStream):
                 with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
                     try:
                         self._conn.shutdown()
-                        out = take_outgoing(self._conn)
+                        out = self._take_unsent() + take_outgoing(self._conn)
                         if out:
                             await self._raw.send(out)
                     except (
