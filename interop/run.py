@@ -130,16 +130,6 @@ def redis_server() -> Iterator[str]:
             proc.wait()
 
 
-def redis_command(addr: str, *args: str) -> None:
-    host, _, port = addr.rpartition(":")
-    payload = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(payload.encode())
-        reply = s.recv(4096)
-    if reply.startswith(b"-"):
-        raise RuntimeError(f"redis: {reply!r}")
-
-
 # ---------------------------------------------------------------------------- processes
 
 
@@ -200,7 +190,11 @@ def run_cell(
     timeout: float,
     logdir: Path,
 ) -> None:
-    redis_command(redis_addr, "DEL", "listenerAddr")
+    redis = SyncRedis(redis_addr)
+    try:
+        redis.command("DEL", "listenerAddr")
+    finally:
+        redis.close()
     base = dict(os.environ)
     base.update(COMBOS[cell.combo])
     base.update(
@@ -290,7 +284,7 @@ def check_result(result: dict[str, Any], extras: dict[str, str]) -> list[str]:
 
 
 class SyncRedis:
-    """Blocking RESP client for the runner (it needs BLPOP replies, unlike redis_command)."""
+    """Blocking RESP client for the runner, on p2pstack's own RESP parser."""
 
     def __init__(self, addr: str) -> None:
         host, _, port = addr.rpartition(":")

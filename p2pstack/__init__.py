@@ -3,6 +3,8 @@
 The public API is re-exported here; see README.md for a tour.
 """
 
+from typing import TYPE_CHECKING
+
 from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import (
     CertificateError,
@@ -25,9 +27,24 @@ from p2pstack.identity import KeyPair, KeyType, PeerID, PrivateKey, PublicKey
 from p2pstack.network import Connection, ConnectionClosed, ConnectionEvent, ConnectionOpened
 from p2pstack.protocols.identify import IdentifyInfo
 from p2pstack.protocols.perf import PerfResult
-from p2pstack.pubsub import FloodSub, GossipSub, GossipSubParams, PubSub, ValidationResult
+
+if TYPE_CHECKING:
+    from p2pstack.pubsub import FloodSub, GossipSub, GossipSubParams, PubSub, ValidationResult
 
 __version__ = "0.1.0"
+
+# Pubsub is re-exported lazily: most programs never use it, and importing it eagerly added
+# its modules and protobufs to every start-up.
+_PUBSUB = ("FloodSub", "GossipSub", "GossipSubParams", "PubSub", "ValidationResult")
+
+
+def __getattr__(name: str) -> object:
+    if name in _PUBSUB:
+        import p2pstack.pubsub
+
+        return getattr(p2pstack.pubsub, name)
+    raise AttributeError(f"module 'p2pstack' has no attribute {name!r}")
+
 
 __all__ = [
     "CertificateError",

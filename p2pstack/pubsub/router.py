@@ -155,6 +155,7 @@ class RouterBase:
     ) -> None:
         self._key_pair: KeyPair | None = None
         self._self_bytes = b""
+        self._self_peer: PeerID | None = None
         if key_pair is not None:
             self.bind(key_pair)
         self.signature_policy = signature_policy
@@ -184,7 +185,8 @@ class RouterBase:
         if self._key_pair is not None and self._key_pair.peer_id != key_pair.peer_id:
             raise LocalProtocolError("the router is already bound to another key")
         self._key_pair = key_pair
-        self._self_bytes = key_pair.peer_id.to_bytes()
+        self._self_peer = key_pair.peer_id
+        self._self_bytes = self._self_peer.to_bytes()
 
     @property
     def key_pair(self) -> KeyPair:

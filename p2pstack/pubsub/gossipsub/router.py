@@ -251,7 +251,7 @@ class GossipSub(RouterBase):
         self, peer: PeerID, msg_id: bytes | None, topic: str, reason: str, now: float
     ) -> None:
         super()._reject(peer, msg_id, topic, reason, now)
-        if self.score is not None and peer.to_bytes() != self._self_bytes:
+        if self.score is not None and peer != self._self_peer:
             self.score.reject_message(peer, msg_id or b"", topic, reason, now)
         if msg_id is not None and reason == "invalid":
             # a peer that kept its IHAVE promise with an invalid message did keep it
@@ -270,7 +270,7 @@ class GossipSub(RouterBase):
 
     def _accepted(self, peer: PeerID, msg_id: bytes, msg: Message, now: float) -> None:
         self.mcache.put(msg_id, msg)
-        if self.score is not None and peer.to_bytes() != self._self_bytes:
+        if self.score is not None and peer != self._self_peer:
             self.score.deliver_message(peer, msg_id, msg.topic, now)
 
     def _forward(self, msg_id: bytes, msg: Message, sender: PeerID | None, now: float) -> None:

@@ -3,16 +3,14 @@ ByteStream and returns a :class:`NoiseStream`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import anyio
 import anyio.abc
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import HandshakeError
-from p2pstack.identity import KeyPair, PeerID, PublicKey
+from p2pstack.identity import KeyPair, PeerID
 from p2pstack.multistream import unwrap
 from p2pstack.security.abc import SecureStream, SecureTransport
 from p2pstack.security.noise.handshake import (
@@ -49,36 +47,18 @@ class NoiseStream(SecureStream):
         self._encoder = NoiseEncoder(handshake.send_key)
         self._decoder = NoiseDecoder(handshake.receive_key)
         self._decoder.feed(handshake.unconsumed())
-        self._remote_peer = handshake.remote_peer
-        self._remote_key = handshake.remote_public_key
-        self._muxer = handshake.muxer
         self._pending = b""
         self._unsent: bytearray | None = None
         self._send_broken = False
         self._send_guard = anyio.ResourceGuard("sending to")
-        local = handshake.identity.peer_id
-        attrs: dict[Any, Callable[[], Any]] = {**raw.extra_attributes}
-        attrs[P2PAttribute.remote_peer] = lambda: self._remote_peer
-        attrs[P2PAttribute.remote_public_key] = lambda: self._remote_key
-        attrs[P2PAttribute.local_peer] = lambda: local
-        attrs[P2PAttribute.security_protocol] = lambda: PROTOCOL_ID
-        self._attrs = attrs
-
-    @property
-    def remote_peer(self) -> PeerID:
-        return self._remote_peer
-
-    @property
-    def remote_public_key(self) -> PublicKey:
-        return self._remote_key
-
-    @property
-    def early_muxer(self) -> str | None:
-        return self._muxer
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self._attrs
+        self._bind_identity(
+            raw,
+            protocol_id=PROTOCOL_ID,
+            local_peer=handshake.identity.peer_id,
+            remote_peer=handshake.remote_peer,
+            remote_key=handshake.remote_public_key,
+            muxer=handshake.muxer,
+        )
 
     async def _read_more(self) -> None:
         """Receive whatever the raw stream has into the decoder."""

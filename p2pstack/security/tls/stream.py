@@ -13,7 +13,7 @@ leave through one lock, so only one task ever writes to the raw stream.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -21,7 +21,6 @@ import anyio.abc
 import anyio.lowlevel
 from OpenSSL import SSL
 
-from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import RemoteProtocolError
 from p2pstack.identity import PeerID, PublicKey
 from p2pstack.multistream import unwrap
@@ -80,9 +79,6 @@ class TlsStream(SecureStream):
     ) -> None:
         self._raw = unwrap(raw)
         self._conn = conn
-        self._remote_key = remote_public_key
-        self._remote_peer = PeerID.from_public_key(remote_public_key)
-        self._muxer = early_muxer
         self._send_guard = anyio.ResourceGuard("sending to")
         self._receive_guard = anyio.ResourceGuard("receiving from")
         self._write_lock = anyio.Lock()
@@ -95,28 +91,14 @@ class TlsStream(SecureStream):
         self._eof_received = False
         self._send_broken = False
         self._receive_error: Exception | None = None
-        attrs: dict[Any, Callable[[], Any]] = {**self._raw.extra_attributes}
-        attrs[P2PAttribute.remote_peer] = lambda: self._remote_peer
-        attrs[P2PAttribute.remote_public_key] = lambda: self._remote_key
-        attrs[P2PAttribute.local_peer] = lambda: local_peer
-        attrs[P2PAttribute.security_protocol] = lambda: PROTOCOL_ID
-        self._attrs = attrs
-
-    @property
-    def remote_peer(self) -> PeerID:
-        return self._remote_peer
-
-    @property
-    def remote_public_key(self) -> PublicKey:
-        return self._remote_key
-
-    @property
-    def early_muxer(self) -> str | None:
-        return self._muxer
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self._attrs
+        self._bind_identity(
+            self._raw,
+            protocol_id=PROTOCOL_ID,
+            local_peer=local_peer,
+            remote_peer=PeerID.from_public_key(remote_public_key),
+            remote_key=remote_public_key,
+            muxer=early_muxer,
+        )
 
     # ------------------------------------------------------------------ receiving
 

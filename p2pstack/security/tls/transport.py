@@ -23,6 +23,7 @@ Any failure raises :class:`~p2pstack.errors.HandshakeError`: a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -98,7 +99,12 @@ class Tls(SecureTransport):
 
     def __init__(self, identity: KeyPair) -> None:
         self.identity = identity
-        cert_der, key_der = generate_certificate(identity)
+
+    @functools.cached_property
+    def _context(self) -> SSL.Context:
+        """Our certificate and OpenSSL context, made on the first handshake (a Host offers
+        TLS by default, and most never use it)."""
+        cert_der, key_der = generate_certificate(self.identity)
         certificate = x509.load_der_x509_certificate(cert_der)
         private_key = serialization.load_der_private_key(key_der, password=None)
         ctx = SSL.Context(SSL.TLS_METHOD)
@@ -111,7 +117,7 @@ class Tls(SecureTransport):
         ctx.set_options(SSL.OP_NO_TICKET)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_alpn_select_callback(_alpn_select)  # type: ignore[arg-type]  # or the sentinel
-        self._context = ctx
+        return ctx
 
     async def secure_outbound(
         self,
