@@ -47,7 +47,8 @@ from p2pstack.protocols.identify import IdentifyInfo
 from p2pstack.security.abc import SecureTransport
 from p2pstack.security.noise import Noise
 from p2pstack.security.tls import Tls
-from p2pstack.transport.abc import Transport
+from p2pstack.transport.abc import MuxedTransport, Transport
+from p2pstack.transport.quic import QuicTransport
 from p2pstack.transport.tcp import TcpTransport
 from p2pstack.upgrader import Upgrader
 
@@ -76,7 +77,7 @@ class Host:
         *,
         listen_addrs: Sequence[Multiaddr | str] = (),
         agent_version: str = AGENT_VERSION,
-        transports: Sequence[Transport] | None = None,
+        transports: Sequence[Transport | MuxedTransport] | None = None,
         security: Sequence[SecureTransport] | None = None,
         muxers: Sequence[StreamMuxer] | None = None,
         max_connections: int = 1024,
@@ -99,7 +100,9 @@ class Host:
         )
         self.swarm = Swarm(
             self.peer_id,
-            transports if transports is not None else [TcpTransport()],
+            transports
+            if transports is not None
+            else [TcpTransport(), QuicTransport(self.key_pair)],
             upgrader,
             self._on_stream,
             max_connections=max_connections,

@@ -18,7 +18,7 @@ import os
 import signal
 import statistics
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,9 @@ from p2pstack.pubsub import GossipSub, PubSub
 from p2pstack.security.abc import SecureTransport
 from p2pstack.security.noise import Noise
 from p2pstack.security.tls import Tls
+from p2pstack.transport.abc import MuxedTransport, Transport
+from p2pstack.transport.quic import QuicTransport
+from p2pstack.transport.tcp import TcpTransport
 
 LISTENER_ADDR_KEY = "listenerAddr"
 IDENTIFY_WAIT_SECONDS = 10.0
@@ -122,8 +125,10 @@ class InteropConfig:
         )
 
     def check_supported(self) -> None:
+        if self.transport == "quic-v1":
+            return  # QUIC brings its own security (TLS 1.3) and multiplexing
         if self.transport != "tcp":
-            raise Unsupported(f"transport {self.transport!r}: p2pstack has only tcp so far")
+            raise Unsupported(f"transport {self.transport!r}: p2pstack has tcp and quic-v1")
         if self.security not in SECURITY:
             raise Unsupported(f"security {self.security!r}: p2pstack has only noise and tls")
         if self.muxer != "yamux":
@@ -133,6 +138,16 @@ class InteropConfig:
 def _security(config: InteropConfig, key: KeyPair) -> list[SecureTransport]:
     """Only the security protocol under test, so that a combination proves what it says."""
     return [SECURITY[config.security or "noise"](key)]
+
+
+def _host(config: InteropConfig, key: KeyPair, listen: Sequence[str] = ()) -> Host:
+    """A host with only the transport (and security) under test."""
+    transports: list[Transport | MuxedTransport]
+    if config.transport == "quic-v1":
+        transports = [QuicTransport(key)]
+    else:
+        transports = [TcpTransport()]
+    return Host(key, listen_addrs=listen, transports=transports, security=_security(config, key))
 
 
 def _log(message: str) -> None:
@@ -145,6 +160,8 @@ def _ms(seconds: float) -> float:
 
 def _listen_addr(config: InteropConfig) -> str:
     family = "ip6" if ":" in config.ip else "ip4"
+    if config.transport == "quic-v1":
+        return f"/{family}/{config.ip}/udp/0/quic-v1"
     return f"/{family}/{config.ip}/tcp/0"
 
 
@@ -161,9 +178,7 @@ async def run_listener(config: InteropConfig) -> int:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with await RedisClient.connect(config.redis_addr) as redis:
             key = KeyPair.generate()
-            async with Host(
-                key, listen_addrs=[_listen_addr(config)], security=_security(config, key)
-            ) as host:
+            async with _host(config, key, [_listen_addr(config)]) as host:
                 for protocol, handler in (
                     (ping.PROTOCOL_ID, ping.handle_ping),
                     (echo.PROTOCOL_ID, echo.handle_echo),
@@ -186,7 +201,7 @@ async def run_listener(config: InteropConfig) -> int:
 async def run_dialer(config: InteropConfig) -> dict[str, Any]:
     async with await RedisClient.connect(config.redis_addr) as redis:
         key = KeyPair.generate()
-        async with Host(key, security=_security(config, key)) as host:
+        async with _host(config, key) as host:
             addr = await redis.blpop(LISTENER_ADDR_KEY, config.timeout_seconds)
             if addr is None:
                 raise RemoteProtocolError("no listener address in Redis before the timeout")

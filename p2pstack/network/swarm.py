@@ -28,7 +28,7 @@ from p2pstack.network.connection import (
     ConnectionOpened,
     Direction,
 )
-from p2pstack.transport.abc import Listener, Transport
+from p2pstack.transport.abc import Listener, MuxedListener, MuxedTransport, Transport
 from p2pstack.upgrader import Upgrader
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Swarm:
     def __init__(
         self,
         local_peer: PeerID,
-        transports: Sequence[Transport],
+        transports: Sequence[Transport | MuxedTransport],
         upgrader: Upgrader,
         stream_handler: StreamHandler,
         *,
@@ -69,7 +69,7 @@ class Swarm:
         self._stream_handler = stream_handler
         self.max_connections = max_connections
         self._tg: anyio.abc.TaskGroup | None = None
-        self._listeners: list[Listener] = []
+        self._listeners: list[Listener | MuxedListener] = []
         self._conns: dict[PeerID, list[Connection]] = {}
         self._pending: dict[PeerID, _PendingDial] = {}
         self._subscribers: list[MemoryObjectSendStream[ConnectionEvent]] = []
@@ -86,6 +86,9 @@ class Swarm:
         """Serve until cancelled; on the way out every listener and connection is closed."""
         try:
             async with anyio.create_task_group() as tg:
+                for transport in self.transports:
+                    if isinstance(transport, MuxedTransport):
+                        await tg.start(transport.run)
                 self._tg = tg
                 task_status.started()
                 await anyio.sleep_forever()
@@ -116,11 +119,17 @@ class Swarm:
     async def listen(self, addr: Multiaddr) -> list[Multiaddr]:
         tg = self._task_group()
         for transport in self.transports:
-            if transport.can_listen(addr):
-                listener = await transport.listen(addr)
-                self._listeners.append(listener)
-                await tg.start(listener.serve, self._on_inbound)
-                return listener.addrs
+            if not transport.can_listen(addr):
+                continue
+            if isinstance(transport, MuxedTransport):
+                muxed_listener = await transport.listen(addr)
+                self._listeners.append(muxed_listener)
+                await tg.start(muxed_listener.serve, self._on_inbound_muxed)
+                return muxed_listener.addrs
+            listener = await transport.listen(addr)
+            self._listeners.append(listener)
+            await tg.start(listener.serve, self._on_inbound)
+            return listener.addrs
         raise ConfigError(f"no transport can listen on {addr}")
 
     @property
@@ -137,6 +146,13 @@ class Swarm:
                 muxed = await self.upgrader.upgrade_inbound(raw)
         except Exception as exc:
             log.debug("inbound upgrade failed: %r", exc)
+            return
+        await self._serve(muxed, "inbound")
+
+    async def _on_inbound_muxed(self, muxed: MuxedConnection) -> None:
+        if self.connection_count >= self.max_connections:
+            log.debug("refusing inbound connection: %d connections", self.connection_count)
+            await muxed.aclose()
             return
         await self._serve(muxed, "inbound")
 
@@ -193,8 +209,11 @@ class Swarm:
                 continue
             try:
                 with anyio.fail_after(DIAL_TIMEOUT):
-                    raw = await transport.dial(addr)
-                    muxed = await self.upgrader.upgrade_outbound(raw, peer)
+                    if isinstance(transport, MuxedTransport):
+                        muxed = await transport.dial(addr, peer)
+                    else:
+                        raw = await transport.dial(addr)
+                        muxed = await self.upgrader.upgrade_outbound(raw, peer)
             except Exception as exc:
                 attempts.append((addr, exc))
                 continue

@@ -1,0 +1,311 @@
+"""The sans-IO core of a libp2p QUIC connection: aioquic's ``QuicConnection``, tuned.
+
+aioquic is sans-IO already (datagrams and ``now`` in, datagrams, events and a timer out).
+What libp2p and a bounded-memory shell need on top of it lives here, still without any IO:
+
+- the libp2p TLS check (:mod:`p2pstack.transport.quic.tls`), installed on the TLS context;
+- **receive flow control by consumption**. aioquic grants the peer more credit as data
+  arrives, whether or not anyone reads it; here credit follows what the application has
+  read (``consume``), with a window that grows, up to a cap, while the reader keeps up
+  (doubling when the credit ran out within two round trips, as quic-go does). A slow reader
+  thus stops a fast sender, and memory stays bounded by the windows;
+- limits: ``max_inbound_streams`` concurrent peer-opened bidirectional streams, no
+  unidirectional ones (libp2p uses none);
+- a keep-alive PING every ``keepalive_interval`` and a handshake deadline, both on the timer.
+
+Two aioquic internals are wrapped rather than replaced: ``_write_stream_limits`` and
+``_write_connection_limits`` (aioquic's own "double on arrival" rule is kept out by hiding
+the received offset from it for the duration of the call). The version range in
+``pyproject.toml`` pins what these hooks were written and tested against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aioquic import tls
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # a C extension
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import pull_quic_transport_parameters
+
+from p2pstack.identity import PeerID
+from p2pstack.transport.quic.tls import Libp2pTlsContext
+
+#: QUIC application error code for a connection closed normally, and for a stream reset
+#: (go-libp2p and rust-libp2p use 0 for both).
+NO_ERROR = 0
+#: Close code for a connection whose handshake did not finish in time.
+HANDSHAKE_TIMEOUT_CODE = 0x1
+
+
+class QuicCore(QuicConnection):
+    """One QUIC connection (client or server), sans-IO. See the module docstring.
+
+    ``expected_peer`` (client side) is the PeerID the server must prove. After the
+    handshake, :attr:`remote_peer` holds the proven PeerID; when the libp2p check failed,
+    :attr:`libp2p_error` holds the typed error.
+    """
+
+    def __init__(
+        self,
+        *,
+        configuration: QuicConfiguration,
+        expected_peer: PeerID | None = None,
+        original_destination_connection_id: bytes | None = None,
+        max_inbound_streams: int = 256,
+        stream_window: int = 1 << 20,
+        max_stream_window: int = 16 << 20,
+        connection_window: int = 3 << 20,
+        max_connection_window: int = 24 << 20,
+        keepalive_interval: float | None = 15.0,
+        handshake_timeout: float = 10.0,
+        path_max_datagram_size: int = 1200,
+        now: float = 0.0,
+    ) -> None:
+        configuration.max_stream_data = stream_window
+        configuration.max_data = connection_window
+        super().__init__(
+            configuration=configuration,
+            original_destination_connection_id=original_destination_connection_id,
+        )
+        self._local_max_streams_bidi.value = max_inbound_streams
+        self._local_max_streams_uni.value = 0
+        self.expected_peer = expected_peer
+        self._max_stream_window = max_stream_window
+        self._max_connection_window = max_connection_window
+        self._connection_window = connection_window
+        self._connection_updated_at = now
+        self._stream_window = stream_window
+        self._windows: dict[int, list[float]] = {}  # stream id -> [window, updated at]
+        self._unread: dict[int, int] = {}  # stream id -> delivered but not yet consumed
+        self._unread_total = 0
+        self._ignored: set[int] = set()  # streams whose data nobody will read
+        self._now = now
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_at: float | None = None
+        self._handshake_deadline: float | None = now + handshake_timeout
+        self._ping_uid = 0
+        self._unacked_received = 0
+        self._path_max_datagram_size = path_max_datagram_size
+        self._peer_max_udp_payload = 1200
+
+    # ------------------------------------------------------------------ identity
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        context = self.tls
+        context.__class__ = Libp2pTlsContext
+        assert isinstance(context, Libp2pTlsContext)
+        context.setup(self.expected_peer)
+
+    @property
+    def _libp2p_tls(self) -> Libp2pTlsContext | None:
+        context = getattr(self, "tls", None)
+        return context if isinstance(context, Libp2pTlsContext) else None
+
+    @property
+    def remote_peer(self) -> PeerID | None:
+        context = self._libp2p_tls
+        return context.remote_peer if context is not None else None
+
+    @property
+    def remote_public_key(self) -> Any:
+        context = self._libp2p_tls
+        return context.remote_public_key if context is not None else None
+
+    @property
+    def libp2p_error(self) -> Exception | None:
+        context = self._libp2p_tls
+        return context.libp2p_error if context is not None else None
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self._handshake_complete
+
+    @property
+    def is_closed(self) -> bool:
+        return self._close_event is not None
+
+    # ------------------------------------------------------------------ time
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        self._now = now
+        super().receive_datagram(data, addr, now)
+        # aioquic acknowledges only after its 1 ms ACK delay, which caps a transfer at one
+        # window per millisecond; like quic-go (and RFC 9000 13.2.2), acknowledge every
+        # second ack-eliciting packet at once (the shell sends after each batch it read).
+        space = self._spaces.get(tls.Epoch.ONE_RTT)
+        if space is not None and space.ack_at is not None:
+            self._unacked_received += 1
+            if self._unacked_received >= 2:
+                space.ack_at = now
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        self._now = now
+        datagrams = super().datagrams_to_send(now)
+        space = self._spaces.get(tls.Epoch.ONE_RTT)
+        if space is not None and space.ack_at is None:
+            self._unacked_received = 0
+        return datagrams
+
+    def get_timer(self) -> float | None:
+        timer = super().get_timer()
+        for extra in (self._keepalive_at, self._handshake_deadline):
+            if extra is not None and (timer is None or extra < timer):
+                timer = extra
+        return timer
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        deadline = self._handshake_deadline
+        if deadline is not None and now >= deadline and not self._handshake_complete:
+            self._handshake_deadline = None
+            self.close(error_code=HANDSHAKE_TIMEOUT_CODE, reason_phrase="handshake timeout")
+            return
+        keepalive = self._keepalive_at
+        if keepalive is not None and now >= keepalive:
+            self._ping_uid += 1
+            self.send_ping(self._ping_uid)
+            self._keepalive_at = now + (self._keepalive_interval or 0.0)
+        super().handle_timer(now)
+
+    def next_event(self) -> events.QuicEvent | None:
+        event = super().next_event()
+        if isinstance(event, events.HandshakeCompleted):
+            self._handshake_deadline = None
+            self._grow_datagrams(min(self._path_max_datagram_size, self._peer_max_udp_payload))
+            if self._keepalive_interval is not None:
+                self._keepalive_at = self._now + self._keepalive_interval
+        elif isinstance(event, events.StreamDataReceived) and event.data:
+            sid = event.stream_id
+            if sid not in self._ignored:
+                self._unread[sid] = self._unread.get(sid, 0) + len(event.data)
+                self._unread_total += len(event.data)
+        elif isinstance(event, events.ConnectionTerminated):
+            self._keepalive_at = self._handshake_deadline = None
+        return event
+
+    # ------------------------------------------------------------------ datagram size
+
+    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
+        super()._parse_transport_parameters(data, from_session_ticket)
+        params = pull_quic_transport_parameters(Buffer(data=data))
+        # RFC 9000 18.2: absent means 65527.
+        self._peer_max_udp_payload = params.max_udp_payload_size or 65527
+
+    def _grow_datagrams(self, size: int) -> None:
+        """Send datagrams of up to ``size`` bytes from now on (the path and the peer allow
+        it). aioquic fixes the size at creation, and a client's first datagrams must fit any
+        peer's receive buffer, so the size grows once the handshake told us the peer's
+        limit. The congestion window keeps its size in packets."""
+        old = self._max_datagram_size
+        if size <= old:
+            return
+        self._max_datagram_size = size
+        loss = self._loss
+        loss._pacer._max_datagram_size = size
+        cc = loss._cc
+        if hasattr(cc, "_max_datagram_size"):
+            cc._max_datagram_size = size
+        if hasattr(cc, "additive_increase_factor"):
+            cc.additive_increase_factor = size
+        cc.congestion_window = cc.congestion_window * size // old
+
+    @property
+    def max_datagram_size(self) -> int:
+        return int(self._max_datagram_size)
+
+    # ------------------------------------------------------------------ flow control
+
+    def consume(self, stream_id: int, n: int) -> bool:
+        """The application read ``n`` bytes of ``stream_id``. Returns whether the peer
+        should now be sent more credit (then call ``datagrams_to_send``)."""
+        left = self._unread.get(stream_id, 0) - n
+        if left < 0:
+            raise ValueError(f"stream {stream_id}: consumed more than was delivered")
+        self._unread[stream_id] = left
+        self._unread_total -= n
+        stream = self._streams.get(stream_id)
+        return bool(stream is not None and self._stream_credit_due(stream)) or (
+            self._connection_credit_due()
+        )
+
+    def ignore(self, stream_id: int) -> None:
+        """Nobody will read ``stream_id`` again: what it holds or still receives counts as
+        read (so it does not hold the connection's credit)."""
+        self._unread_total -= self._unread.pop(stream_id, 0)
+        self._windows.pop(stream_id, None)
+        ignored = self._ignored
+        ignored.add(stream_id)
+        if len(ignored) > 1024:  # keep only streams aioquic still holds
+            ignored.intersection_update(self._streams.keys())
+
+    def forget(self, stream_id: int) -> None:
+        """Drop the bookkeeping of a stream that is over in both directions."""
+        self.ignore(stream_id)
+        self._ignored.discard(stream_id)
+
+    def _stream_consumed(self, stream: Any) -> int:
+        return int(stream.receiver.starting_offset()) - self._unread.get(stream.stream_id, 0)
+
+    def _stream_credit_due(self, stream: Any) -> bool:
+        if not stream.max_stream_data_local or stream.stream_id in self._ignored:
+            return False
+        window = self._windows.get(stream.stream_id, (self._stream_window, 0.0))[0]
+        left: int = stream.max_stream_data_local - self._stream_consumed(stream)
+        return left < window / 2
+
+    def _connection_credit_due(self) -> bool:
+        consumed = self._local_max_data.used - self._unread_total
+        return self._local_max_data.value - consumed < self._connection_window / 2
+
+    def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+        if self._stream_credit_due(stream):
+            entry = self._windows.setdefault(stream.stream_id, [self._stream_window, self._now])
+            if self._now - entry[1] < 2 * self._smoothed_rtt():
+                entry[0] = min(entry[0] * 2, self._max_stream_window)
+            entry[1] = self._now
+            stream.max_stream_data_local = max(
+                stream.max_stream_data_local, self._stream_consumed(stream) + int(entry[0])
+            )
+        receiver = stream.receiver
+        highest = receiver.highest_offset
+        receiver.highest_offset = 0  # keeps aioquic's grant-on-arrival rule out
+        try:
+            super()._write_stream_limits(builder, space, stream)
+        finally:
+            receiver.highest_offset = highest
+
+    def _write_connection_limits(self, builder: Any, space: Any) -> None:
+        limit = self._local_max_data
+        if self._connection_credit_due():
+            if self._now - self._connection_updated_at < 2 * self._smoothed_rtt():
+                self._connection_window = min(
+                    self._connection_window * 2, self._max_connection_window
+                )
+            self._connection_updated_at = self._now
+            consumed = limit.used - self._unread_total
+            limit.value = max(limit.value, consumed + self._connection_window)
+        used = limit.used
+        limit.used = 0  # as above
+        try:
+            super()._write_connection_limits(builder, space)
+        finally:
+            limit.used = used
+
+    def _smoothed_rtt(self) -> float:
+        loss = self._loss
+        return float(loss._rtt_smoothed) if loss._rtt_initialized else 0.1
+
+    # ------------------------------------------------------------------ send side
+
+    def unacked(self, stream_id: int) -> int:
+        """Bytes written to ``stream_id`` that the peer has not acknowledged yet (what our
+        send buffer holds for it)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return int(sender._buffer_stop - sender._buffer_start)

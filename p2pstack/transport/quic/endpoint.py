@@ -1,0 +1,385 @@
+"""One UDP socket and the task that serves every QUIC connection on it.
+
+The socket is non-blocking and driven through anyio (``wait_readable`` /
+``wait_writable``): one task per socket reads every datagram that is waiting, hands each to
+its connection (found by destination connection ID), fires due timers, and sleeps with
+``anyio.move_on_at`` until the earliest connection timer or the next datagram. Timers live in
+a heap of ``(time, sequence, connection)`` entries; an entry whose time no longer matches its
+connection's is stale and skipped. Application tasks send directly (:meth:`transmit`); when
+their call moves a connection's timer earlier, they pull the serving task's deadline in.
+
+A datagram the kernel refuses for now (``EAGAIN``) waits in a bounded outbox; past
+:data:`OUTBOX_LIMIT` datagrams are dropped, which QUIC's loss recovery repairs.
+
+A listening endpoint accepts new connections (Initial packets of QUIC v1 at least 1200
+bytes long), at most :data:`MAX_HANDSHAKES` at a time, and answers other versions with
+Version Negotiation. Dialing reuses a listening endpoint's socket when one of the right
+family exists, so peers see our listen port as our source (hole punching relies on it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import itertools
+import logging
+import math
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # a C extension
+from aioquic.quic.packet import (
+    QuicPacketType,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+
+from p2pstack.errors import HandshakeError
+from p2pstack.identity import PeerID
+from p2pstack.transport.quic.connection import QuicMuxedConnection
+from p2pstack.transport.quic.core import QuicCore
+
+if TYPE_CHECKING:
+    from p2pstack.transport.quic.transport import QuicTransport
+
+log = logging.getLogger(__name__)
+
+QUIC_V1 = 0x00000001
+CID_LENGTH = 8
+SMALLEST_INITIAL = 1200
+#: Datagrams held while the kernel's send buffer is full.
+OUTBOX_LIMIT = 4096
+#: Inbound connections still in their handshake, at most.
+MAX_HANDSHAKES = 256
+#: Connections handed to the listener and not yet taken.
+ACCEPT_BACKLOG = 64
+#: Datagrams read in one go before timers and other work get their turn.
+READ_BATCH = 256
+SOCKET_BUFFER = 4 << 20
+
+
+class QuicEndpoint:
+    """Serves the QUIC connections of one UDP socket (see the module docstring).
+
+    ``run()`` must be running for anything to move; when it ends (cancelled, or the socket
+    closed by :meth:`close`) every connection on the socket is terminated.
+    """
+
+    def __init__(self, transport: QuicTransport, sock: socket.socket, listening: bool) -> None:
+        sock.setblocking(False)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            except OSError:  # pragma: no cover - a kernel that refuses: keep its default
+                pass
+        self.transport = transport
+        self.sock = sock
+        self.listening = listening
+        self.local_address: tuple[str, int] = sock.getsockname()[:2]
+        self.local_peer: PeerID = transport.local_peer
+        self._by_cid: dict[bytes, QuicMuxedConnection] = {}
+        self._connections: set[QuicMuxedConnection] = set()
+        self._handshaking = 0
+        self._timers: list[tuple[float, int, QuicMuxedConnection]] = []
+        self._sequence = itertools.count()
+        self._outbox: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self._wait_scope: anyio.CancelScope | None = None
+        self._wait_deadline = math.inf
+        self._closed = False
+        self._accept_send, self.accepted = anyio.create_memory_object_stream[QuicMuxedConnection](
+            ACCEPT_BACKLOG
+        )
+        self._clock: Callable[[], float] = anyio.current_time
+        self.dropped_datagrams = 0
+
+    @property
+    def family(self) -> int:
+        return self.sock.family
+
+    # ------------------------------------------------------------------ serving
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        try:
+            while not self._closed:
+                deadline = self._next_deadline()
+                with anyio.move_on_at(deadline) as scope:
+                    self._wait_scope, self._wait_deadline = scope, deadline
+                    if self._outbox:
+                        await anyio.wait_writable(self.sock)
+                    else:
+                        await anyio.wait_readable(self.sock)
+                self._wait_scope, self._wait_deadline = None, math.inf
+                if self._outbox:
+                    self._flush_outbox()
+                self._read_all()
+                self._fire_timers()
+        except anyio.ClosedResourceError:
+            if not self._closed:
+                raise
+        finally:
+            self._shutdown()
+
+    def close(self) -> None:
+        """Close the socket; ``run`` ends and every connection with it."""
+        if not self._closed:
+            self._closed = True
+            scope = self._wait_scope
+            if scope is not None:
+                scope.deadline = -math.inf
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        for conn in list(self._connections):
+            conn.close()
+            conn._on_terminated_locally()
+        self._connections.clear()
+        self._by_cid.clear()
+        self._accept_send.close()
+        anyio.notify_closing(self.sock)
+        self.sock.close()
+        self.transport._endpoint_closed(self)
+
+    def _next_deadline(self) -> float:
+        timers = self._timers
+        while timers:
+            when, _, conn = timers[0]
+            if conn.timer_at == when:
+                return when
+            heapq.heappop(timers)  # stale
+        return math.inf
+
+    def _read_all(self) -> None:
+        sock = self.sock
+        now = self._clock()
+        touched: dict[QuicMuxedConnection, None] = {}
+        for _ in range(READ_BATCH):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionRefusedError:  # an ICMP error for something we sent earlier
+                continue
+            except OSError:
+                if self._closed:
+                    return
+                raise
+            conn = self._route(data, addr, now)
+            if conn is not None:
+                touched[conn] = None
+        for conn in touched:
+            conn.handle_events()
+            conn.after_receive()
+            self.transmit(conn, now)
+
+    def _route(self, data: bytes, addr: tuple[str, int], now: float) -> QuicMuxedConnection | None:
+        if not data:
+            return None
+        if data[0] & 0x80 == 0:  # short header: the connection ID follows the first byte
+            conn = self._by_cid.get(data[1 : 1 + CID_LENGTH])
+            if conn is None:
+                return None
+        else:
+            try:
+                header = pull_quic_header(Buffer(data=data), host_cid_length=CID_LENGTH)
+            except ValueError:
+                return None
+            conn = self._by_cid.get(header.destination_cid)
+            if conn is None:
+                conn = self._new_inbound(header, data, addr, now)
+                if conn is None:
+                    return None
+        conn.core.receive_datagram(data, addr, now)
+        return conn
+
+    def _new_inbound(
+        self, header: object, data: bytes, addr: tuple[str, int], now: float
+    ) -> QuicMuxedConnection | None:
+        packet_type = getattr(header, "packet_type", None)
+        version = getattr(header, "version", None)
+        if not self.listening or packet_type == QuicPacketType.VERSION_NEGOTIATION:
+            return None
+        if version is not None and version != QUIC_V1:
+            self._sendto(
+                encode_quic_version_negotiation(
+                    source_cid=header.destination_cid,  # type: ignore[attr-defined]
+                    destination_cid=header.source_cid,  # type: ignore[attr-defined]
+                    supported_versions=[QUIC_V1],
+                ),
+                addr,
+            )
+            return None
+        if packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_INITIAL:
+            return None
+        if self._handshaking >= MAX_HANDSHAKES:
+            log.debug("dropping an Initial from %s: %d handshakes", addr, self._handshaking)
+            return None
+        odcid: bytes = header.destination_cid  # type: ignore[attr-defined]
+        core = QuicCore(
+            configuration=self.transport.configuration(is_client=False),
+            original_destination_connection_id=odcid,
+            path_max_datagram_size=self._path_datagram_size(addr),
+            now=now,
+            **self.transport.core_options,
+        )
+        conn = self._adopt(core, addr, outbound=False)
+        self.add_cid(conn, odcid)
+        return conn
+
+    def _adopt(self, core: QuicCore, addr: tuple[str, int], outbound: bool) -> QuicMuxedConnection:
+        conn = QuicMuxedConnection(
+            self, core, addr, outbound, self.transport.core_options["max_inbound_streams"]
+        )
+        self._connections.add(conn)
+        self._handshaking += 1
+        self.add_cid(conn, core.host_cid)
+        return conn
+
+    def _fire_timers(self) -> None:
+        timers = self._timers
+        now = self._clock()
+        while timers and timers[0][0] <= now:
+            when, _, conn = heapq.heappop(timers)
+            if conn.timer_at != when:
+                continue
+            conn.timer_at = None
+            conn.core.handle_timer(now)
+            conn.handle_events()
+            conn.after_receive()
+            self.transmit(conn, now)
+
+    # ------------------------------------------------------------------ sending
+
+    def transmit(self, conn: QuicMuxedConnection, now: float | None = None) -> None:
+        """Send what ``conn``'s core has to send, and re-arm its timer."""
+        if self._closed:
+            return
+        if now is None:
+            now = self._clock()
+        core = conn.core
+        for data, addr in core.datagrams_to_send(now):
+            self._sendto(data, addr)
+        timer = core.get_timer()
+        if timer != conn.timer_at:
+            conn.timer_at = timer
+            if timer is not None:
+                heapq.heappush(self._timers, (timer, next(self._sequence), conn))
+                if timer < self._wait_deadline and self._wait_scope is not None:
+                    self._wait_scope.deadline = timer
+                    self._wait_deadline = timer
+
+    def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._outbox:
+            self._queue(data, addr)
+            return
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, addr)
+        except OSError as exc:  # unreachable and the like: QUIC treats it as loss
+            log.debug("sendto %s failed: %r", addr, exc)
+
+    def _queue(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self.dropped_datagrams += 1
+            return
+        self._outbox.append((data, addr))
+        scope = self._wait_scope
+        if scope is not None and len(self._outbox) == 1:
+            scope.deadline = -math.inf  # wait for writability instead
+
+    def _flush_outbox(self) -> None:
+        outbox = self._outbox
+        sock = self.sock
+        while outbox:
+            data, addr = outbox[0]
+            try:
+                sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("sendto %s failed: %r", addr, exc)
+            outbox.popleft()
+
+    # ------------------------------------------------------------------ connections
+
+    async def connect(
+        self, address: tuple[str, int], expected_peer: PeerID | None
+    ) -> QuicMuxedConnection:
+        """A new outbound connection, once its handshake (and libp2p check) succeeded."""
+        if self._closed:
+            raise anyio.ClosedResourceError("the QUIC endpoint is closed")
+        now = self._clock()
+        core = QuicCore(
+            configuration=self.transport.configuration(is_client=True),
+            expected_peer=expected_peer,
+            path_max_datagram_size=self._path_datagram_size(address),
+            now=now,
+            **self.transport.core_options,
+        )
+        conn = self._adopt(core, address, outbound=True)
+        try:
+            core.connect(address, now)
+            self.transmit(conn, now)
+            await conn.handshake_done.wait()
+        except BaseException:
+            conn.close()
+            raise
+        if conn.error is not None:
+            raise _handshake_error(conn.error) from conn.error
+        return conn
+
+    def _path_datagram_size(self, address: tuple[str, int]) -> int:
+        """The largest datagram we send to ``address`` (we do no path MTU discovery): the
+        transport's ``loopback_datagram_size`` on loopback, whose MTU is 64 KiB, else QUIC's
+        minimum, 1200 bytes, which every path carries. The peer's max_udp_payload_size caps
+        it further once the handshake tells it."""
+        try:
+            loopback = ipaddress.ip_address(address[0]).is_loopback
+        except ValueError:
+            loopback = False
+        return self.transport.loopback_datagram_size if loopback else 1200
+
+    def add_cid(self, conn: QuicMuxedConnection, cid: bytes) -> None:
+        self._by_cid[cid] = conn
+        conn.cids.add(cid)
+
+    def remove_cid(self, conn: QuicMuxedConnection, cid: bytes) -> None:
+        if self._by_cid.get(cid) is conn:
+            del self._by_cid[cid]
+        conn.cids.discard(cid)
+
+    def connection_ready(self, conn: QuicMuxedConnection) -> None:
+        """An inbound connection finished its handshake: hand it to the listener."""
+        self._handshaking -= 1
+        conn.counted_handshake = False
+        try:
+            self._accept_send.send_nowait(conn)
+        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            log.debug("refusing a QUIC connection from %s: accept backlog full", conn.remote)
+            conn.close(0x2, "busy")
+
+    def outbound_ready(self, conn: QuicMuxedConnection) -> None:
+        self._handshaking -= 1
+        conn.counted_handshake = False
+
+    def connection_terminated(self, conn: QuicMuxedConnection) -> None:
+        if conn.counted_handshake:
+            conn.counted_handshake = False
+            self._handshaking -= 1
+        self._connections.discard(conn)
+        for cid in list(conn.cids):
+            self.remove_cid(conn, cid)
+        conn.timer_at = None
+
+
+def _handshake_error(error: BaseException) -> BaseException:
+    if isinstance(error, HandshakeError):
+        return error
+    return HandshakeError(f"QUIC handshake failed: {error}")

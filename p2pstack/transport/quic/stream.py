@@ -1,0 +1,226 @@
+"""A QUIC stream as a :class:`~p2pstack.muxer.abc.MuxedStream` (the same semantics as a
+yamux stream).
+
+Backpressure both ways: ``send`` returns once the data is in the connection's send buffer,
+and waits while this stream has :data:`SEND_BUFFER` bytes the peer has not acknowledged, so
+a sender's memory does not grow with the size of a transfer; the peer gets receive credit
+only as ``receive`` hands data to the application (see :mod:`~p2pstack.transport.quic.core`).
+
+Closing: ``send_eof`` sends FIN; ``aclose`` sends FIN and STOP_SENDING (unread data is
+dropped and the peer's further sends fail), as go-libp2p's ``Close`` does; ``reset`` sends
+RESET_STREAM and STOP_SENDING. A RESET_STREAM from the peer resets both directions here
+(libp2p peers reset both at once), so ``send`` and ``receive`` raise ``StreamReset``; a
+STOP_SENDING alone makes only ``send`` raise it. Once the connection is gone every call
+raises ``BrokenResourceError``; data that had already arrived stays readable.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+from p2pstack.attributes import P2PAttribute
+from p2pstack.errors import StreamReset
+from p2pstack.muxer.abc import MuxedStream
+
+if TYPE_CHECKING:
+    from p2pstack.transport.quic.connection import QuicMuxedConnection
+
+#: Unacknowledged bytes one stream may hold in the send buffer before ``send`` waits.
+SEND_BUFFER = 1 << 20
+
+
+class QuicStream(MuxedStream):
+    """One bidirectional QUIC stream. Made by :class:`QuicMuxedConnection`, never directly."""
+
+    def __init__(self, conn: QuicMuxedConnection, stream_id: int, outbound: bool) -> None:
+        self._conn = conn
+        self._id = stream_id
+        self._outbound = outbound
+        self._chunks: deque[bytes] = deque()
+        self._remote_ended = False
+        self._local_ended = False
+        self._closed = False
+        self._reset: StreamReset | None = None  # both directions
+        self._send_stopped: StreamReset | None = None  # the peer sent STOP_SENDING
+        self._broken: BaseException | None = None
+        self._receive_waiter: anyio.Event | None = None
+        self._send_waiter: anyio.Event | None = None
+        self._receiving = False
+        self._sending = False
+        self.protocol: str | None = None
+
+    # ------------------------------------------------------------------ attributes
+
+    @property
+    def stream_id(self) -> int:
+        return self._id
+
+    @property
+    def has_buffered_data(self) -> bool:
+        """Whether ``receive()`` would return at once (data is already here)."""
+        return bool(self._chunks)
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        attrs: dict[Any, Callable[[], Any]] = {**self._conn.extra_attributes}
+        attrs[P2PAttribute.direction] = lambda: "outbound" if self._outbound else "inbound"
+        if self.protocol is not None:
+            protocol = self.protocol
+            attrs[P2PAttribute.protocol] = lambda: protocol
+        return attrs
+
+    @property
+    def _done(self) -> bool:
+        """Over in both directions, as far as this side is concerned."""
+        return (
+            self._closed
+            or self._reset is not None
+            or (self._local_ended and self._remote_ended and not self._chunks)
+        )
+
+    # ------------------------------------------------------------------ called by the connection
+
+    def _on_data(self, data: bytes, end: bool) -> None:
+        if data:
+            self._chunks.append(data)
+        if end:
+            self._remote_ended = True
+        self._wake_receiver()
+
+    def _on_reset(self, exc: StreamReset) -> None:
+        if self._reset is None:
+            self._reset = exc
+        self._chunks.clear()
+        self._wake_receiver()
+        self._wake_sender()
+
+    def _on_stop_sending(self, exc: StreamReset) -> None:
+        if self._send_stopped is None:
+            self._send_stopped = exc
+        self._wake_sender()
+
+    def _on_connection_lost(self, error: BaseException) -> None:
+        self._broken = error
+        self._wake_receiver()
+        self._wake_sender()
+
+    def _wake_receiver(self) -> None:
+        waiter = self._receive_waiter
+        if waiter is not None:
+            self._receive_waiter = None
+            waiter.set()
+
+    def _wake_sender(self) -> None:
+        waiter = self._send_waiter
+        if waiter is not None:
+            self._send_waiter = None
+            waiter.set()
+
+    # ------------------------------------------------------------------ ByteStream
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self._receiving:
+            raise anyio.BusyResourceError("receiving from")
+        self._receiving = True
+        try:
+            chunks = self._chunks
+            while not chunks:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                if self._reset is not None:
+                    raise self._reset
+                if self._remote_ended:
+                    self._conn._maybe_forget(self)
+                    raise anyio.EndOfStream
+                if self._broken is not None:
+                    raise anyio.BrokenResourceError("connection lost") from self._broken
+                waiter = self._receive_waiter = anyio.Event()
+                await waiter.wait()
+            chunk = chunks[0]
+            if len(chunk) <= max_bytes:
+                chunks.popleft()
+            else:
+                chunks[0] = chunk[max_bytes:]
+                chunk = chunk[:max_bytes]
+            self._conn._consumed(self._id, len(chunk))
+            return chunk
+        finally:
+            self._receiving = False
+
+    async def send(self, item: bytes) -> None:
+        if self._sending:
+            raise anyio.BusyResourceError("sending to")
+        self._sending = True
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            view = memoryview(item)
+            conn = self._conn
+            waited = False
+            while True:
+                self._check_writable()
+                if not view:
+                    break
+                room = SEND_BUFFER - conn._unacked(self._id)
+                if room > 0:
+                    conn._send(self._id, bytes(view[:room]), False)
+                    view = view[room:]
+                else:
+                    waiter = self._send_waiter = anyio.Event()
+                    conn._wait_for_acks(self)
+                    await waiter.wait()
+                    waited = True
+            if not waited:
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
+
+    def _check_writable(self) -> None:
+        if self._closed or self._local_ended:
+            raise anyio.ClosedResourceError
+        if self._reset is not None:
+            raise self._reset
+        if self._send_stopped is not None:
+            raise self._send_stopped
+        if self._broken is not None:
+            raise anyio.BrokenResourceError("connection lost") from self._broken
+
+    async def send_eof(self) -> None:
+        """Half-close (FIN): the peer reads EOF after our data; we can still receive."""
+        if self._local_ended or self._reset is not None or self._send_stopped is not None:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._broken is not None:
+            raise anyio.BrokenResourceError("connection lost") from self._broken
+        self._local_ended = True
+        self._conn._send(self._id, b"", True)
+        self._conn._maybe_forget(self)
+        await anyio.lowlevel.checkpoint()
+
+    async def reset(self) -> None:
+        if self._reset is None and self._broken is None and not self._closed:
+            self._on_reset(StreamReset(0, remote=False))
+            self._conn._abort_stream(self._id, reset=True)
+        await anyio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        """Close our write side (FIN) and stop reading (STOP_SENDING); unread data is
+        dropped, and the peer's further sends fail."""
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        if self._reset is None and self._broken is None:
+            if not self._local_ended and self._send_stopped is None:
+                self._local_ended = True
+                self._conn._send(self._id, b"", True)
+            self._conn._abort_stream(self._id, reset=False, stop=not self._remote_ended)
+        self._chunks.clear()
+        self._conn._forget(self._id)
+        self._wake_receiver()
+        self._wake_sender()
+        await anyio.lowlevel.checkpoint()
