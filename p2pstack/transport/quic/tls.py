@@ -6,7 +6,8 @@ self-signed and carry the identity in an extension instead. Two hooks of aioquic
 exercised by ``tests/transport/test_quic_tls.py``:
 
 - ``_request_client_certificate``: the server asks for the client's certificate (mutual
-  authentication is mandatory in libp2p);
+  authentication is mandatory in libp2p); ``_supported_groups``: the key-exchange groups
+  (X25519 first; the client sends shares for X25519 and P-256 only);
 - ``_check_certificate_verify_signature`` runs once the peer proved possession of its
   certificate key (its CertificateVerify); that is where we verify the libp2p certificate and
   derive the remote PeerID. ``_server_handle_certificate`` refuses a client that sent none.
@@ -51,8 +52,18 @@ class Libp2pTlsContext(tls.Context):
         self.remote_peer = None
         self.remote_public_key = None
         self.libp2p_error = None
-        if not self._is_client:
+        if self._is_client:
+            # aioquic's client makes a key share for each of its four groups (P-384 and
+            # X448 cost ~0.7 ms); every libp2p implementation takes X25519.
+            self._supported_groups = [tls.Group.X25519, tls.Group.SECP256R1]
+        else:
             self._request_client_certificate = True
+            self._supported_groups = [
+                tls.Group.X25519,
+                tls.Group.SECP256R1,
+                tls.Group.SECP384R1,
+                tls.Group.X448,
+            ]
 
     def _server_handle_certificate(self, input_buf: Buffer) -> None:
         super()._server_handle_certificate(input_buf)
