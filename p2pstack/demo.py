@@ -1,8 +1,9 @@
 """``make run``: a local demo network on loopback.
 
 Three nodes in this process and a fourth in its own process (``p2pstack pubsub``, which
-also serves echo and perf) connect to each other over TCP + Noise + yamux, identify one
-another, ping, echo 1 MiB, and run a /perf/1.0.0 exchange; then all four chat on a
+also serves echo and perf) listen on TCP and QUIC v1 and connect to each other, half of
+the links over TCP + Noise + yamux and half over QUIC; they identify one another, ping,
+echo 1 MiB, and run a /perf/1.0.0 exchange on each transport; then all four chat on a
 gossipsub topic, each publishing one message that every other must receive. A short
 summary is printed and the exit status says whether all of it worked.
 """
@@ -41,58 +42,74 @@ TOPIC = "demo"
 PUBSUB_NODE = [sys.executable, "-m", "p2pstack.cli", "pubsub", "--topic", TOPIC, "--json"]
 
 
-async def _start_remote_node() -> tuple[anyio.abc.Process, Multiaddr]:
-    process = await anyio.open_process(
-        [*PUBSUB_NODE, "--listen", "/ip4/127.0.0.1/tcp/0"],
-        stderr=subprocess.DEVNULL,
-    )
+LISTEN = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"]
+#: The links (and perf runs) that go over QUIC; the others go over TCP.
+QUIC_LINKS = {("A", "B"), ("B", "C"), ("B", "D")}
+
+
+async def _start_remote_node() -> tuple[anyio.abc.Process, list[Multiaddr]]:
+    listen = [arg for addr in LISTEN for arg in ("--listen", addr)]
+    process = await anyio.open_process([*PUBSUB_NODE, *listen], stderr=subprocess.DEVNULL)
     assert process.stdout is not None
-    line = b""
+    text = b""
     with anyio.fail_after(20):
-        while not line.endswith(b"\n"):
-            line += await process.stdout.receive(1)
-    return process, Multiaddr(line.decode().strip())
+        while text.count(b"\n") < len(LISTEN):
+            text += await process.stdout.receive(1)
+    return process, [Multiaddr(line) for line in text.decode().split()]
+
+
+def _pick(addrs: list[Multiaddr], quic: bool) -> Multiaddr:
+    return next(a for a in addrs if ("/quic-v1" in str(a)) == quic)
 
 
 async def main() -> int:
-    process, remote_addr = await _start_remote_node()
+    process, remote_addrs = await _start_remote_node()
     ok = True
     try:
         async with (
-            Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]) as a,
-            Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]) as b,
-            Host(listen_addrs=["/ip4/127.0.0.1/tcp/0"]) as c,
+            Host(listen_addrs=LISTEN) as a,
+            Host(listen_addrs=LISTEN) as b,
+            Host(listen_addrs=LISTEN) as c,
         ):
             nodes = {"A": a, "B": b, "C": c}
             for host in nodes.values():
                 serve_all(host)
-            addrs: dict[str, Multiaddr] = {n: h.addrs[0] for n, h in nodes.items()}
-            addrs["D"] = remote_addr
+            addrs: dict[str, list[Multiaddr]] = {n: h.addrs for n, h in nodes.items()}
+            addrs["D"] = remote_addrs
             print("p2pstack demo network (D runs in its own process):")
-            for name, addr in addrs.items():
-                print(f"  {name}  {addr}")
+            for name, listening in addrs.items():
+                for addr in listening:
+                    print(f"  {name}  {addr}")
             print()
-            print(f"{'link':6} {'agent':16} {'protocols':>9} {'rtt ms':>8} {'echo 1 MiB':>10}")
+            print(
+                f"{'link':6} {'transport':9} {'agent':16} {'protocols':>9} {'rtt ms':>8}"
+                f" {'echo 1 MiB':>10}"
+            )
             pairs = list(combinations("ABC", 2)) + [(n, "D") for n in "ABC"]
             with anyio.fail_after(60):
                 for src, dst in pairs:
                     host = nodes[src]
-                    peer = await host.connect(addrs[dst])
+                    quic = (src, dst) in QUIC_LINKS
+                    target = _pick(addrs[dst], quic)
+                    peer = await host.connect(target)
                     info = await host.identify(peer)
                     rtts = await host.ping(peer, count=10)
-                    echoed = await _echo(host, addrs[dst])
+                    echoed = await _echo(host, target)
                     ok = ok and echoed and bool(info.protocols)
                     print(
-                        f"{src}->{dst:3} {info.agent_version or '?':16} {len(info.protocols):9d}"
+                        f"{src}->{dst:3} {'quic-v1' if quic else 'tcp':9}"
+                        f" {info.agent_version or '?':16} {len(info.protocols):9d}"
                         f" {statistics.median(rtts) * 1000:8.3f} {'ok' if echoed else 'FAILED':>10}"
                     )
                 for src, dst in (("A", "B"), ("C", "D")):
-                    stream = await nodes[src].new_stream(addrs[dst], [perf.PROTOCOL_ID])
+                    quic = (src, dst) in QUIC_LINKS
+                    target = _pick(addrs[dst], quic)
+                    stream = await nodes[src].new_stream(target, [perf.PROTOCOL_ID])
                     async with stream:
                         result = await perf.run_perf(stream, PERF_BYTES, PERF_BYTES)
                     print(
-                        f"perf {src}->{dst}: {PERF_BYTES >> 20} MiB up + {PERF_BYTES >> 20} MiB"
-                        " down"
+                        f"perf {src}->{dst} over {'quic-v1' if quic else 'tcp'}:"
+                        f" {PERF_BYTES >> 20} MiB up + {PERF_BYTES >> 20} MiB down"
                         f" in {result.seconds:.2f} s = {result.mib_per_s:.0f} MiB/s"
                     )
             connected = {n: len(h.connections()) for n, h in nodes.items()}

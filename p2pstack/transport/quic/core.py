@@ -24,11 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 from aioquic import tls
-from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # a C extension
+from aioquic.buffer import Buffer, size_uint_var  # type: ignore[attr-defined]  # C extension
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import pull_quic_transport_parameters
+from aioquic.quic.packet import QuicFrameType, pull_quic_transport_parameters
 
 from p2pstack.identity import PeerID
 from p2pstack.transport.quic.tls import Libp2pTlsContext
@@ -70,8 +70,10 @@ class QuicCore(QuicConnection):
             configuration=configuration,
             original_destination_connection_id=original_destination_connection_id,
         )
-        self._local_max_streams_bidi.value = max_inbound_streams
-        self._local_max_streams_uni.value = 0
+        # ``sent`` too: the transport parameters announce these values, and aioquic batches
+        # MAX_STREAMS by comparing ``value`` with ``sent`` (its 128 would hold them back).
+        self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = max_inbound_streams
+        self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
         self.expected_peer = expected_peer
         self._max_stream_window = max_stream_window
         self._max_connection_window = max_connection_window
@@ -311,6 +313,39 @@ class QuicCore(QuicConnection):
         return float(loss._rtt_smoothed) if loss._rtt_initialized else 0.1
 
     # ------------------------------------------------------------------ send side
+
+    def _write_stream_frame(self, builder: Any, space: Any, stream: Any, max_offset: int) -> int:
+        """Write one STREAM frame (RFC 9000 19.8) with its length as a full varint.
+
+        aioquic writes the length in two bytes, which caps a frame, and with one stream a
+        whole packet, at 16383 bytes; large datagrams on loopback need longer frames.
+        Returns how far the stream's highest sent offset moved (aioquic's contract)."""
+        sender = stream.sender
+        next_offset = sender.next_offset
+        overhead = 5 + size_uint_var(stream.stream_id)  # type, 4-byte length at most
+        if next_offset:
+            overhead += size_uint_var(next_offset)
+        previous = sender.highest_offset
+        frame = sender.get_frame(builder.remaining_flight_space - overhead, max_offset)
+        if frame is None:
+            return 0
+        frame_type = QuicFrameType.STREAM_BASE | 2
+        if frame.offset:
+            frame_type |= 4
+        if frame.fin:
+            frame_type |= 1
+        buf = builder.start_frame(
+            frame_type,
+            capacity=overhead,
+            handler=sender.on_data_delivery,
+            handler_args=(frame.offset, frame.offset + len(frame.data), frame.fin),
+        )
+        buf.push_uint_var(stream.stream_id)
+        if frame.offset:
+            buf.push_uint_var(frame.offset)
+        buf.push_uint_var(len(frame.data))
+        buf.push_bytes(frame.data)
+        return int(sender.highest_offset - previous)
 
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         super().send_stream_data(stream_id, data, end_stream)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 #: Unacknowledged bytes one stream may hold in the send buffer before ``send`` waits.
 SEND_BUFFER = 1 << 20
+#: A send at least this large yields to other tasks even when nothing made it wait.
+YIELD_AFTER = 16 * 1024
 
 
 class QuicStream(MuxedStream):
@@ -174,10 +176,12 @@ class QuicStream(MuxedStream):
                     conn._wait_for_acks(self)
                     await waiter.wait()
                     waited = True
-            if not waited:
-                await anyio.lowlevel.cancel_shielded_checkpoint()
         finally:
             self._sending = False
+        if not waited and len(item) >= YIELD_AFTER:
+            # A bulk sender whose data all went at once still lets others run (outside the
+            # busy guard); a small message skips the scheduler round trip.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
 
     def _check_writable(self) -> None:
         if self._closed or self._local_ended:
