@@ -53,7 +53,7 @@ def test_config_errors(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     "env",
     [
-        {"transport": "quic-v1"},
+        {"transport": "webtransport"},
         {**TCP, "security": "plaintext"},
         {**TCP, "muxer": "mplex"},
     ],
@@ -66,13 +66,16 @@ def test_unsupported_combinations_exit_2(env: dict[str, str]) -> None:
     assert peer.main({**env, "is_dialer": "true", "redis_addr": "127.0.0.1:1"}) == 2
 
 
-@pytest.mark.parametrize("security", ["noise", "tls"])
+@pytest.mark.parametrize("security", ["noise", "tls", "quic-v1"])
 async def test_listener_and_dialer_in_process(security: str) -> None:
+    """``security`` names the combination: Noise or TLS over TCP, or QUIC."""
     fake = FakeRedis()
+    combination = (
+        {"transport": "quic-v1"} if security == "quic-v1" else {**TCP, "security": security}
+    )
     async with fake.running() as addr, anyio.create_task_group() as tg:
         base = {
-            **TCP,
-            "security": security,
+            **combination,
             "redis_addr": addr,
             "ip": "127.0.0.1",
             "test_timeout_seconds": "30",

@@ -9,11 +9,13 @@ Streams under test:
   pair (the TCP one adds real socket buffers, half-close by shutdown and resets);
 - ``tls-memory`` / ``tls-tcp``: two ``/tls/1.0.0`` sessions, likewise;
 - ``yamux-memory`` / ``yamux-noise-tcp`` / ``yamux-tls-tcp``: a yamux stream pair over a
-  memory pair / over Noise or TLS over loopback TCP (the stack as a real connection uses it).
+  memory pair / over Noise or TLS over loopback TCP (the stack as a real connection uses it);
+- ``quic``: a stream pair of one loopback QUIC v1 connection between two
+  :class:`p2pstack.transport.quic.QuicTransport` s.
 
 What each stream's peer reads after ``aclose()`` (pinned in ``peer_close_errors``):
 ``EndOfStream`` for all of them (the memory pair closes its sending side, TCP sends FIN,
-TLS sends close_notify, yamux sends FIN).
+TLS sends close_notify, yamux and QUIC send FIN).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pytest
 from multiaddr import Multiaddr
 
 from p2pstack.identity import KeyPair
+from p2pstack.muxer.abc import MuxedConnection
 from p2pstack.muxer.yamux import YamuxConnection
 from p2pstack.security.noise import Noise
 from p2pstack.security.tls import Tls
@@ -41,6 +44,8 @@ from p2pstack.testing import (
     check_half_closeable_stream,
     memory_stream_pair,
 )
+from p2pstack.transport.quic import QuicTransport
+from p2pstack.transport.quic.stream import SEND_BUFFER
 from p2pstack.transport.tcp import TcpTransport
 
 # ---------------------------------------------------------------------------- pair factories
@@ -164,6 +169,49 @@ async def yamux_tls_tcp_pair() -> AsyncIterator[StreamPair]:
         yield pair
 
 
+@asynccontextmanager
+async def quic_pair() -> AsyncIterator[StreamPair]:
+    """A stream of a loopback QUIC connection made through two transports' public API.
+
+    A QUIC stream exists for the peer only once a frame of it arrives: ``open_stream``
+    sends nothing, so the server could not accept the stream yet. The client therefore
+    writes one byte, and the server accepts the stream and reads that byte before the
+    pair is handed out (both streams are then at offset 1, with nothing pending).
+    """
+    client_transport = QuicTransport(KeyPair.generate())
+    server_transport = QuicTransport(KeyPair.generate())
+    hand_over, accepted = anyio.create_memory_object_stream[MuxedConnection](1)
+    done = anyio.Event()
+
+    async def handler(conn: MuxedConnection) -> None:
+        await hand_over.send(conn)
+        await done.wait()  # the handler owns the connection: keep it until the test is done
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(client_transport.run)
+        await tg.start(server_transport.run)
+        listener = await server_transport.listen(Multiaddr("/ip4/127.0.0.1/udp/0/quic-v1"))
+        await tg.start(listener.serve, handler)
+        client = await client_transport.dial(listener.addrs[0], server_transport.local_peer)
+        server = await accepted.receive()
+        await tg.start(client.run)
+        await tg.start(server.run)
+        try:
+            opened = await client.open_stream()
+            await opened.send(b"!")
+            incoming = await server.accept_stream()
+            if await incoming.receive() != b"!":
+                raise AssertionError("the stream's first byte did not arrive")
+            yield opened, incoming
+        finally:
+            done.set()
+            await client.aclose()
+            await server.aclose()
+            hand_over.close()
+            accepted.close()
+            tg.cancel_scope.cancel()
+
+
 @dataclass(frozen=True)
 class Subject:
     make_pair: PairFactory
@@ -195,6 +243,13 @@ SUBJECTS = {
     ),
     "yamux-tls-tcp": Subject(
         yamux_tls_tcp_pair, StreamTraits(clog_bytes=1024 * 1024, peer_close_errors=_EOF_ONLY)
+    ),
+    # A reader that reads nothing lets the sender deliver (and have acknowledged) the first
+    # stream window, 1 MiB; send() then holds up to SEND_BUFFER (1 MiB) unacknowledged
+    # bytes before it waits. One send of more than the two together blocks.
+    "quic": Subject(
+        quic_pair,
+        StreamTraits(clog_bytes=(1 << 20) + SEND_BUFFER + 64 * 1024, peer_close_errors=_EOF_ONLY),
     ),
 }
 

@@ -180,14 +180,25 @@ class QuicMuxedConnection(MuxedConnection):
                 self._on_terminated(event)
 
     def after_receive(self) -> None:
-        """ACKs and MAX_STREAMS may have come in: let waiting senders and openers go on."""
+        """ACKs and MAX_STREAMS may have come in: let waiting senders and openers go on.
+        A connection the peer (or a failed check) closed breaks its streams, and fails a
+        dial, now rather than after the closing period."""
+        core = self.core
+        if self.error is None and core.is_closed:
+            close = core._close_event
+            self._connection_lost(
+                core.libp2p_error
+                or QuicConnectionClosed(
+                    getattr(close, "error_code", 0), getattr(close, "reason_phrase", "")
+                )
+            )
+            return
         if self._blocked_senders:
             for stream in list(self._blocked_senders):
                 if self.core.unacked(stream._id) < SEND_BUFFER:
                     self._blocked_senders.discard(stream)
                     stream._wake_sender()
         if self._open_waiters:
-            core = self.core
             if core.get_next_available_stream_id() // 4 < core._remote_max_streams_bidi:
                 waiters, self._open_waiters = self._open_waiters, []
                 for waiter in waiters:

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUIC_V1 = 0x00000001
+_V1_BYTES = QUIC_V1.to_bytes(4, "big")
+_VN_BYTES = bytes(4)  # Version Negotiation (version 0), for a connection we are dialing
 CID_LENGTH = 8
 SMALLEST_INITIAL = 1200
 #: Datagrams held while the kernel's send buffer is full.
@@ -186,6 +188,9 @@ class QuicEndpoint:
             if conn is None:
                 return None
         else:
+            if data[1:5] not in (_V1_BYTES, _VN_BYTES):
+                self._negotiate_version(data, addr)
+                return None
             try:
                 header = pull_quic_header(Buffer(data=data), host_cid_length=CID_LENGTH)
             except ValueError:
@@ -198,22 +203,30 @@ class QuicEndpoint:
         conn.core.receive_datagram(data, addr, now)
         return conn
 
+    def _negotiate_version(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Answer a long-header packet of another version with Version Negotiation. Only
+        the version-independent header is read (RFC 8999 5.1: the rest of another version's
+        packet may look like anything), and only a datagram large enough to start a
+        connection gets an answer (RFC 9000 5.2.2: smaller ones MUST be dropped)."""
+        if not self.listening or len(data) < SMALLEST_INITIAL:
+            return
+        # At least 1200 bytes, so both connection IDs (255 bytes at most each) are there.
+        dcid_end = 6 + data[5]
+        scid_end = dcid_end + 1 + data[dcid_end]
+        self._sendto(
+            encode_quic_version_negotiation(
+                source_cid=data[6:dcid_end],
+                destination_cid=data[dcid_end + 1 : scid_end],
+                supported_versions=[QUIC_V1],
+            ),
+            addr,
+        )
+
     def _new_inbound(
         self, header: object, data: bytes, addr: tuple[str, int], now: float
     ) -> QuicMuxedConnection | None:
         packet_type = getattr(header, "packet_type", None)
-        version = getattr(header, "version", None)
         if not self.listening or packet_type == QuicPacketType.VERSION_NEGOTIATION:
-            return None
-        if version is not None and version != QUIC_V1:
-            self._sendto(
-                encode_quic_version_negotiation(
-                    source_cid=header.destination_cid,  # type: ignore[attr-defined]
-                    destination_cid=header.source_cid,  # type: ignore[attr-defined]
-                    supported_versions=[QUIC_V1],
-                ),
-                addr,
-            )
             return None
         if packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_INITIAL:
             return None
@@ -315,6 +328,10 @@ class QuicEndpoint:
         """A new outbound connection, once its handshake (and libp2p check) succeeded."""
         if self._closed:
             raise anyio.ClosedResourceError("the QUIC endpoint is closed")
+        if self.family == socket.AF_INET6 and len(address) == 2:
+            # As recvfrom reports the server (host, port, flowinfo, scope id): aioquic's
+            # client drops datagrams from any other address than the one it dialed.
+            address = (address[0], address[1], 0, 0)  # type: ignore[assignment]
         now = self._clock()
         core = QuicCore(
             configuration=self.transport.configuration(is_client=True),

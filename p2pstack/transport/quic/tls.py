@@ -3,7 +3,7 @@
 aioquic verifies certificates against certificate authorities; libp2p certificates are
 self-signed and carry the identity in an extension instead. Two hooks of aioquic's
 ``tls.Context`` are private API, pinned by the version range in ``pyproject.toml`` and
-exercised by ``tests/transport/test_quic_tls.py``:
+exercised by ``tests/transport/test_quic_core.py``:
 
 - ``_request_client_certificate``: the server asks for the client's certificate (mutual
   authentication is mandatory in libp2p); ``_supported_groups``: the key-exchange groups
