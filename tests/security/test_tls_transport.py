@@ -20,7 +20,7 @@ from p2pstack.errors import CertificateError, HandshakeError, PeerIDMismatch
 from p2pstack.host import Host
 from p2pstack.identity import KeyPair, KeyType, PeerID
 from p2pstack.security.tls import Tls, TlsStream
-from p2pstack.security.tls.stream import take_outgoing
+from p2pstack.security.tls.records import take_outgoing
 from p2pstack.testing import memory_stream_pair
 
 pytestmark = pytest.mark.anyio

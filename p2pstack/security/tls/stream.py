@@ -25,6 +25,7 @@ from p2pstack.errors import RemoteProtocolError
 from p2pstack.identity import PeerID, PublicKey
 from p2pstack.multistream import unwrap
 from p2pstack.security.abc import SecureStream
+from p2pstack.security.tls.records import Outgoing, read_into, take_outgoing, write_all
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +35,12 @@ RECEIVE_SIZE = 256 * 1024
 _RECORD = 16 * 1024  # the most plaintext one TLS record carries
 #: Plaintext handed to OpenSSL per write: its records then go out in one raw send.
 SEND_CHUNK = 256 * 1024
-#: Ciphertext taken out of the outgoing BIO per call.
-_BIO_READ = 1024 * 1024
 #: How long aclose() may spend sending close_notify.
 CLOSE_TIMEOUT = 1.0
 
 
 class TlsRecordError(RemoteProtocolError):
     """The peer sent a TLS record that failed (bad MAC, bad record, fatal alert)."""
-
-
-def take_outgoing(conn: SSL.Connection) -> bytes:
-    """All ciphertext waiting in ``conn``'s outgoing memory BIO."""
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunks.append(conn.bio_read(_BIO_READ))
-        except SSL.WantReadError:
-            break
-    return b"".join(chunks)
 
 
 class TlsStream(SecureStream):
@@ -79,6 +67,7 @@ class TlsStream(SecureStream):
     ) -> None:
         self._raw = unwrap(raw)
         self._conn = conn
+        self._outgoing = Outgoing()
         self._send_guard = anyio.ResourceGuard("sending to")
         self._receive_guard = anyio.ResourceGuard("receiving from")
         self._write_lock = anyio.Lock()
@@ -126,7 +115,7 @@ class TlsStream(SecureStream):
                 if self._eof_received:
                     raise anyio.EndOfStream
                 try:
-                    total = self._conn.recv_into(view, min(limit, _RECORD))
+                    total = read_into(self._conn, view, min(limit, _RECORD))
                 except SSL.WantReadError:
                     pass
                 except SSL.ZeroReturnError:
@@ -141,7 +130,7 @@ class TlsStream(SecureStream):
                         continue
                     while total < limit:
                         try:
-                            n = self._conn.recv_into(view[total:], min(limit - total, _RECORD))
+                            n = read_into(self._conn, view[total:], min(limit - total, _RECORD))
                         except SSL.Error:  # nothing buffered, the end, or a bad record
                             break
                         if not n:
@@ -163,7 +152,7 @@ class TlsStream(SecureStream):
         takes it along with its own)."""
         if self._write_lock.locked() or self._send_broken or self._closed:
             return
-        out = take_outgoing(self._conn)
+        out = self._outgoing.take(self._conn)
         if out or self._unsent:
             async with self._write_lock:
                 try:
@@ -201,8 +190,8 @@ class TlsStream(SecureStream):
                         chunk = view[:SEND_CHUNK]
                         view = view[SEND_CHUNK:]
                         if chunk:
-                            self._conn.sendall(chunk)
-                        out = take_outgoing(self._conn)
+                            write_all(self._conn, chunk)
+                        out = self._outgoing.take(self._conn)
                         if out:
                             await self._raw.send(out)
                         if not view:
@@ -223,11 +212,11 @@ class TlsStream(SecureStream):
         (or the next send), ahead of anything written later."""
         self._check_send()
         try:
-            self._conn.sendall(data)
+            write_all(self._conn, data)
         except SSL.Error as exc:
             self._send_broken = True
             raise anyio.BrokenResourceError(f"tls send failed: {exc}") from exc
-        out = take_outgoing(self._conn)
+        out = self._outgoing.take(self._conn)
         if self._unsent is not None or self._write_lock.locked() or self._try_send is None:
             if self._unsent is None:
                 self._unsent = bytearray()

@@ -37,7 +37,8 @@ from p2pstack.errors import CertificateError, HandshakeError, PeerIDMismatch
 from p2pstack.identity import KeyPair, PeerID, PublicKey
 from p2pstack.security.abc import SecureTransport
 from p2pstack.security.tls.certificate import generate_certificate, verify_certificate_key
-from p2pstack.security.tls.stream import PROTOCOL_ID, RECEIVE_SIZE, TlsStream, take_outgoing
+from p2pstack.security.tls.records import take_outgoing
+from p2pstack.security.tls.stream import PROTOCOL_ID, RECEIVE_SIZE, TlsStream
 
 #: The ALPN protocol that means "negotiate the muxer afterwards".
 ALPN_LIBP2P = b"libp2p"
