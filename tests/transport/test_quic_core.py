@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from aioquic import tls
+from aioquic._crypto import CryptoError, HeaderProtection
 from aioquic.buffer import Buffer, size_uint_var  # type: ignore[attr-defined]  # C extension
 from aioquic.quic import events
 from aioquic.quic.connection import Limit, QuicConnection
@@ -39,6 +40,7 @@ from p2pstack.errors import CertificateError, PeerIDMismatch
 from p2pstack.identity import KeyPair
 from p2pstack.transport.quic import QuicTransport
 from p2pstack.transport.quic.core import HANDSHAKE_TIMEOUT_CODE, QuicCore
+from p2pstack.transport.quic.crypto import FastHeaderProtection
 from p2pstack.transport.quic.endpoint import CID_LENGTH
 from p2pstack.transport.quic.tls import Libp2pTlsContext
 
@@ -360,6 +362,35 @@ def test_tls_context_is_replaced_by_ours() -> None:
 
 
 # ---------------------------------------------------------------------------- handshake
+
+
+@pytest.mark.parametrize("cipher", [b"aes-128-ecb", b"aes-256-ecb", b"chacha20"])
+@pytest.mark.parametrize(("first", "pn_length"), [(0xC3, 4), (0xC0, 1), (0x41, 2), (0x5E, 3)])
+def test_fast_header_protection_matches_aioquics(cipher: bytes, first: int, pn_length: int) -> None:
+    """Same protected bytes out of apply, same header and packet number out of remove, for
+    long (0xC.) and short (0x4./0x5.) headers and every packet-number length."""
+    key = bytes(range(32 if cipher != b"aes-128-ecb" else 16))
+    theirs = HeaderProtection(cipher, key)
+    ours = HeaderProtection(cipher, key)
+    ours.__class__ = FastHeaderProtection
+    first = (first & ~0x03) | (pn_length - 1)
+    header = bytes([first]) + bytes(range(1, 9)) + bytes(range(200, 200 + pn_length))
+    payload = bytes((i * 7) % 256 for i in range(1000))
+    protected = theirs.apply(header, payload)
+    assert ours.apply(header, payload) == protected
+    pn_offset = len(header) - pn_length
+    assert ours.remove(protected, pn_offset) == theirs.remove(protected, pn_offset)
+    with pytest.raises(CryptoError):
+        ours.remove(protected[: pn_offset + 10], pn_offset)
+
+
+def test_established_connections_use_fast_header_protection() -> None:
+    wire = Wire().connected()
+    for core in (wire.client, wire.server):
+        assert core is not None
+        pair = core._cryptos[tls.Epoch.ONE_RTT]
+        assert type(pair.send.hp) is FastHeaderProtection
+        assert type(pair.recv.hp) is FastHeaderProtection
 
 
 def test_handshake_proves_both_peers() -> None:

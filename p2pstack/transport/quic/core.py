@@ -31,6 +31,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicFrameType, pull_quic_transport_parameters
 
 from p2pstack.identity import PeerID
+from p2pstack.transport.quic.crypto import use_fast_header_protection
 from p2pstack.transport.quic.tls import Libp2pTlsContext
 
 #: QUIC application error code for a connection closed normally, and for a stream reset
@@ -130,6 +131,12 @@ class QuicCore(QuicConnection):
     @property
     def is_closed(self) -> bool:
         return self._close_event is not None
+
+    def _update_traffic_key(
+        self, direction: Any, epoch: Any, cipher_suite: Any, secret: bytes
+    ) -> None:
+        super()._update_traffic_key(direction, epoch, cipher_suite, secret)
+        use_fast_header_protection(self._cryptos[epoch])
 
     # ------------------------------------------------------------------ time
 
