@@ -34,7 +34,7 @@ from p2pstack.muxer.abc import MuxedConnection
 from p2pstack.security.tls import EXTENSION_OID, SignedKey, generate_certificate
 from p2pstack.transport.quic import QuicConnectionClosed, QuicListener, QuicTransport
 from p2pstack.transport.quic.core import QuicCore
-from p2pstack.transport.quic.endpoint import CID_LENGTH
+from p2pstack.transport.quic.transport import CID_LENGTH
 
 pytestmark = pytest.mark.anyio
 

@@ -41,8 +41,8 @@ from p2pstack.identity import KeyPair
 from p2pstack.transport.quic import QuicTransport
 from p2pstack.transport.quic.core import HANDSHAKE_TIMEOUT_CODE, QuicCore
 from p2pstack.transport.quic.crypto import FastHeaderProtection
-from p2pstack.transport.quic.endpoint import CID_LENGTH
 from p2pstack.transport.quic.tls import Libp2pTlsContext
+from p2pstack.transport.quic.transport import CID_LENGTH
 
 MIB = 1 << 20
 STREAM_WINDOW = 1 * MIB  # QuicCore's default first stream window

@@ -1,7 +1,11 @@
-"""QUIC v1 (aioquic's sans-IO connection, driven by one anyio task per UDP socket)."""
+"""QUIC v1 (aioquic's sans-IO connection, driven by one anyio task per UDP socket).
 
-from p2pstack.transport.quic.connection import QuicConnectionClosed, QuicMuxedConnection
-from p2pstack.transport.quic.stream import QuicStream
+Only :mod:`~p2pstack.transport.quic.transport` loads with this package; aioquic and the rest
+load when a QUIC connection is first made (or one of their names is imported).
+"""
+
+from typing import Any
+
 from p2pstack.transport.quic.transport import QuicListener, QuicTransport, split_quic_addr
 
 __all__ = [
@@ -12,3 +16,18 @@ __all__ = [
     "QuicTransport",
     "split_quic_addr",
 ]
+
+_LAZY = {
+    "QuicConnectionClosed": "p2pstack.transport.quic.connection",
+    "QuicMuxedConnection": "p2pstack.transport.quic.connection",
+    "QuicStream": "p2pstack.transport.quic.stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

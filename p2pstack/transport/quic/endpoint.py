@@ -42,16 +42,15 @@ from p2pstack.errors import HandshakeError
 from p2pstack.identity import PeerID
 from p2pstack.transport.quic.connection import QuicMuxedConnection
 from p2pstack.transport.quic.core import QuicCore
+from p2pstack.transport.quic.transport import CID_LENGTH, QUIC_V1
 
 if TYPE_CHECKING:
     from p2pstack.transport.quic.transport import QuicTransport
 
 log = logging.getLogger(__name__)
 
-QUIC_V1 = 0x00000001
 _V1_BYTES = QUIC_V1.to_bytes(4, "big")
 _VN_BYTES = bytes(4)  # Version Negotiation (version 0), for a connection we are dialing
-CID_LENGTH = 8
 SMALLEST_INITIAL = 1200
 #: Datagrams held while the kernel's send buffer is full.
 OUTBOX_LIMIT = 4096

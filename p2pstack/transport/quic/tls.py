@@ -30,8 +30,6 @@ from p2pstack.errors import CertificateError, HandshakeError, PeerIDMismatch
 from p2pstack.identity import PeerID, PublicKey
 from p2pstack.security.tls.certificate import verify_certificate_key
 
-ALPN_LIBP2P = "libp2p"
-
 
 class AlertCertificateRequired(tls.Alert):
     description = tls.AlertDescription.certificate_required

@@ -18,11 +18,10 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from aioquic.quic.configuration import QuicConfiguration
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from multiaddr import Multiaddr
@@ -32,8 +31,17 @@ from p2pstack.identity import KeyPair, PeerID
 from p2pstack.muxer.abc import MuxedConnection
 from p2pstack.security.tls.certificate import generate_certificate
 from p2pstack.transport.abc import MuxedConnectionHandler, MuxedListener, MuxedTransport
-from p2pstack.transport.quic.endpoint import CID_LENGTH, QUIC_V1, QuicEndpoint
-from p2pstack.transport.quic.tls import ALPN_LIBP2P
+
+if TYPE_CHECKING:  # aioquic loads on first use: a host that never speaks QUIC is lighter
+    from aioquic.quic.configuration import QuicConfiguration
+
+    from p2pstack.transport.quic.endpoint import QuicEndpoint
+
+QUIC_V1 = 0x00000001
+#: Length of the connection IDs we issue (short-header packets are routed by it).
+CID_LENGTH = 8
+#: The ALPN protocol of libp2p over QUIC.
+ALPN_LIBP2P = "libp2p"
 
 _HOST_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
 #: A connection with no packets for this long is gone (go-libp2p uses 30 s as well).
@@ -115,6 +123,8 @@ class QuicTransport(MuxedTransport):
         )
 
     def configuration(self, *, is_client: bool) -> QuicConfiguration:
+        from aioquic.quic.configuration import QuicConfiguration
+
         certificate, private_key = self._certificate
         return QuicConfiguration(
             is_client=is_client,
@@ -149,6 +159,8 @@ class QuicTransport(MuxedTransport):
                 endpoint.close()
 
     async def _start(self, sock: socket.socket, listening: bool) -> QuicEndpoint:
+        from p2pstack.transport.quic.endpoint import QuicEndpoint
+
         if self._tg is None:
             sock.close()
             raise anyio.ClosedResourceError("the QUIC transport is not running")
