@@ -180,6 +180,7 @@ class QuicTransport(MuxedTransport):
         host, port, proto = split_quic_addr(addr)
         if proto.startswith("dns"):
             raise ConfigError(f"listen on an IP address, not a name: {addr}")
+        _ = self._certificate  # made now rather than during the first peer's handshake
         family = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
