@@ -12,7 +12,7 @@ from OpenSSL import SSL
 
 from p2pstack.identity import KeyPair
 from p2pstack.security.tls import Tls, records
-from p2pstack.security.tls.records import Outgoing, read_into, take_outgoing, write_all
+from p2pstack.security.tls.records import read_into, take, take_outgoing, write_all
 
 
 @pytest.fixture(params=[True, False], ids=["fast", "public"])
@@ -64,8 +64,8 @@ def test_roundtrip(fast: bool, length: int) -> None:
     client, server = connected_pair()
     data = os.urandom(length)
     write_all(client, memoryview(data))
-    out = Outgoing().take(client)
-    assert out and Outgoing().take(client) == b""  # all of it came out the first time
+    out = take(client)
+    assert out and take(client) == b""  # all of it came out the first time
     # fed in small pieces (a byte at a time at first), nothing is readable until a whole
     # record is there, and the plaintext comes out whole
     view = memoryview(bytearray(20000))
@@ -84,13 +84,13 @@ def test_roundtrip(fast: bool, length: int) -> None:
 def test_close_notify_and_bad_records(fast: bool) -> None:
     client, server = connected_pair()
     client.shutdown()
-    server.bio_write(Outgoing().take(client))
+    server.bio_write(take(client))
     with pytest.raises(SSL.ZeroReturnError):
         read_into(server, memoryview(bytearray(100)), 100)
 
     client, server = connected_pair()
     write_all(client, b"secret")
-    record = bytearray(Outgoing().take(client))
+    record = bytearray(take(client))
     record[-1] ^= 1  # break the record's authentication tag
     server.bio_write(bytes(record))
     with pytest.raises(SSL.Error) as info:
@@ -100,6 +100,6 @@ def test_close_notify_and_bad_records(fast: bool) -> None:
 
 def test_take_on_an_empty_bio(fast: bool) -> None:
     client, _ = connected_pair()
-    Outgoing().take(client)
-    assert Outgoing().take(client) == b""
+    take(client)
+    assert take(client) == b""
     assert take_outgoing(client) == b""

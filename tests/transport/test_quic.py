@@ -569,8 +569,9 @@ async def test_connection_close_breaks_the_peers_streams(anyio_backend: str, clo
 
 
 async def test_idle_timeout_when_the_peer_vanishes(anyio_backend: str) -> None:
-    """The server's transport stops without a word (its socket closes); the client, with
-    no keep-alive, gives up after its idle timeout."""
+    """The server's transport stops without a word (its socket closes and, unlike a normal
+    shutdown, it sends no CONNECTION_CLOSE); the client, with no keep-alive, gives up after
+    its idle timeout."""
     idle = 0.3
     client_transport = QuicTransport(KeyPair.generate(), idle_timeout=idle, keepalive_interval=None)
     server_transport = QuicTransport(KeyPair.generate())
@@ -582,6 +583,8 @@ async def test_idle_timeout_when_the_peer_vanishes(anyio_backend: str) -> None:
                 conn = await client_transport.dial(listener.addrs[0], server_transport.local_peer)
                 dialed_at = anyio.current_time()  # the client heard from the server last after
                 await accepted.receive()
+                for endpoint in server_transport._endpoints:  # vanish: say nothing more
+                    endpoint._sendto = lambda data, addr: None  # type: ignore[method-assign]
                 server_tg.cancel_scope.cancel()
             stream = await conn.open_stream()
             await stream.send(b"into the void")  # unanswered data does not keep it alive
@@ -723,3 +726,57 @@ async def test_hosts_new_stream_with_handler(anyio_backend: str) -> None:
                 assert await read_all(stream) == b"echo"
             assert seen == [client.peer_id]
             assert len(client.connections(server.peer_id)) == 1
+
+
+# ---------------------------------------------------------------------------- review findings
+
+
+async def test_reset_after_the_peer_finished_forgets_the_stream(anyio_backend: str) -> None:
+    """Our reset of a stream whose peer already sent FIN (so no RESET_STREAM comes back)
+    still drops it from the connection's table, and nothing more reaches it."""
+    with anyio.fail_after(10):
+        async with connect() as link:
+            stream = await link.client.open_stream()
+            await stream.send(b"hello")
+            accepted = await link.server.accept_stream()
+            assert await accepted.receive() == b"hello"
+            await accepted.send(b"bye")
+            await accepted.send_eof()
+            assert await read_all(stream) == b"bye"
+            await stream.reset()
+            assert stream.stream_id not in link.client._streams
+            with pytest.raises(StreamReset):
+                await stream.receive()
+
+
+async def test_a_failing_connection_does_not_take_down_the_listener(anyio_backend: str) -> None:
+    """An exception inside one connection's processing (a bug, an aioquic assertion) ends
+    that connection with an error; the endpoint, the listener and other connections go on."""
+    with anyio.fail_after(10):
+        async with connect() as link:
+            other = await link.client_transport.dial(
+                link.listener.addrs[0], link.server_transport.local_peer
+            )
+            victim = await link.accepted.receive()
+            assert isinstance(victim, QuicMuxedConnection)
+
+            def explode(*args: Any) -> None:
+                raise RuntimeError("boom")
+
+            victim.core.receive_datagram = explode  # type: ignore[method-assign]
+            stream = await other.open_stream()
+            await stream.send(b"x")  # reaches the victim, whose core raises
+            with pytest.raises(anyio.EndOfStream):
+                await victim.accept_stream()  # it ended
+            assert victim.is_closed
+            # the first connection and the listener still work
+            first = await link.client.open_stream()
+            await first.send(b"still here")
+            await first.send_eof()
+            served = await link.server.accept_stream()
+            assert await read_all(served) == b"still here"
+            again = await link.client_transport.dial(
+                link.listener.addrs[0], link.server_transport.local_peer
+            )
+            assert again.remote_peer == link.server_transport.local_peer
+            assert (await link.accepted.receive()).remote_peer == link.client_transport.local_peer

@@ -488,6 +488,25 @@ def test_connection_credit_follows_consumption() -> None:
     assert sum(wire.received(s) for s in streams) == 4 * STREAM_WINDOW
 
 
+def test_out_of_order_bytes_earn_no_connection_credit() -> None:
+    """A peer that sends only the last byte of half a window on several streams, leaving
+    gaps it never fills, has used connection credit but delivered nothing: the receiver
+    grants no more (else it would hold ever more gap buffers)."""
+    wire = Wire().connected()
+    server = wire.server
+    assert server is not None
+    limit_before = server._local_max_data.value
+    half = STREAM_WINDOW // 2
+    streams = [0, 4, 8, 12]
+    for stream_id in streams:
+        wire.client.send_stream_data(stream_id, bytes(half))
+        wire.client._streams[stream_id].sender._pending.subtract(0, half - 1)  # last byte only
+    wire.run(wire.now + 1.0)
+    assert server._local_max_data.used == len(streams) * half  # what the offsets claim
+    assert sum(wire.received(s) for s in streams) == 0  # and nothing was delivered
+    assert server._local_max_data.value == limit_before
+
+
 def test_ignored_stream_does_not_hold_connection_credit() -> None:
     """Data of streams nobody will read (ignore()) counts as read for the connection."""
     wire = Wire().connected()

@@ -12,6 +12,7 @@ internals are missing (another pyOpenSSL), they fall back to the public methods.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from OpenSSL import SSL
@@ -36,7 +37,7 @@ def read_into(conn: SSL.Connection, view: memoryview, size: int) -> int:
     if not FAST:
         return int(conn.recv_into(view, size))
     ssl = conn._ssl
-    n = _lib.SSL_read(ssl, _ffi.from_buffer(view), size)
+    n = _lib.SSL_read(ssl, _ffi.from_buffer(view, require_writable=True), min(size, len(view)))
     if n <= 0:
         conn._raise_ssl_error(ssl, n)
     return int(n)
@@ -60,30 +61,32 @@ def write_all(conn: SSL.Connection, data: bytes | bytearray | memoryview) -> Non
         offset += n
 
 
-class Outgoing:
-    """Takes the ciphertext waiting in a connection's outgoing BIO, through one reused
-    buffer."""
-
-    __slots__ = ("_buffer", "_pointer")
+class _Scratch(threading.local):
+    """One buffer per thread for :func:`take` (which never awaits, so streams can share)."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray(_BIO_READ)
-        self._pointer = _ffi.from_buffer(self._buffer) if FAST else None
+        self.buffer = bytearray(_BIO_READ)
+        self.pointer = _ffi.from_buffer(self.buffer) if FAST else None
 
-    def take(self, conn: SSL.Connection) -> bytes:
-        """All ciphertext waiting in ``conn``'s outgoing memory BIO (``b""`` when none)."""
-        if not FAST:
-            return take_outgoing(conn)
-        bio = conn._from_ssl
-        chunks: list[bytes] = []
-        while True:
-            n = _lib.BIO_read(bio, self._pointer, _BIO_READ)
-            if n <= 0:
-                break
-            chunks.append(bytes(memoryview(self._buffer)[:n]))
-            if n < _BIO_READ:
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+_scratch = _Scratch()
+
+
+def take(conn: SSL.Connection) -> bytes:
+    """All ciphertext waiting in ``conn``'s outgoing memory BIO (``b""`` when none)."""
+    if not FAST:
+        return take_outgoing(conn)
+    bio = conn._from_ssl
+    scratch = _scratch
+    chunks: list[bytes] = []
+    while True:
+        n = _lib.BIO_read(bio, scratch.pointer, _BIO_READ)
+        if n <= 0:
+            break
+        chunks.append(bytes(memoryview(scratch.buffer)[:n]))
+        if n < _BIO_READ:
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def take_outgoing(conn: SSL.Connection) -> bytes:

@@ -25,7 +25,7 @@ from p2pstack.errors import RemoteProtocolError
 from p2pstack.identity import PeerID, PublicKey
 from p2pstack.multistream import unwrap
 from p2pstack.security.abc import SecureStream
-from p2pstack.security.tls.records import Outgoing, read_into, take_outgoing, write_all
+from p2pstack.security.tls.records import read_into, take, take_outgoing, write_all
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,6 @@ class TlsStream(SecureStream):
     ) -> None:
         self._raw = unwrap(raw)
         self._conn = conn
-        self._outgoing = Outgoing()
         self._send_guard = anyio.ResourceGuard("sending to")
         self._receive_guard = anyio.ResourceGuard("receiving from")
         self._write_lock = anyio.Lock()
@@ -152,7 +151,7 @@ class TlsStream(SecureStream):
         takes it along with its own)."""
         if self._write_lock.locked() or self._send_broken or self._closed:
             return
-        out = self._outgoing.take(self._conn)
+        out = take(self._conn)
         if out or self._unsent:
             async with self._write_lock:
                 try:
@@ -191,7 +190,7 @@ class TlsStream(SecureStream):
                         view = view[SEND_CHUNK:]
                         if chunk:
                             write_all(self._conn, chunk)
-                        out = self._outgoing.take(self._conn)
+                        out = take(self._conn)
                         if out:
                             await self._raw.send(out)
                         if not view:
@@ -216,7 +215,7 @@ class TlsStream(SecureStream):
         except SSL.Error as exc:
             self._send_broken = True
             raise anyio.BrokenResourceError(f"tls send failed: {exc}") from exc
-        out = self._outgoing.take(self._conn)
+        out = take(self._conn)
         if self._unsent is not None or self._write_lock.locked() or self._try_send is None:
             if self._unsent is None:
                 self._unsent = bytearray()

@@ -115,7 +115,10 @@ class QuicMuxedConnection(MuxedConnection):
             self.close()
 
     async def open_stream(self) -> QuicStream:
+        """Cancelled while it waits for the peer's MAX_STREAMS, nothing was opened; once
+        it has a stream it returns it (no cancellation point after that)."""
         core = self.core
+        await anyio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self.error is not None:
                 raise anyio.BrokenResourceError("connection lost") from self.error
@@ -126,10 +129,14 @@ class QuicMuxedConnection(MuxedConnection):
                 break
             waiter = anyio.Event()  # the peer lets us open more with MAX_STREAMS
             self._open_waiters.append(waiter)
-            await waiter.wait()
+            try:
+                await waiter.wait()
+            finally:
+                if waiter in self._open_waiters:
+                    self._open_waiters.remove(waiter)
         core.send_stream_data(stream_id, b"")  # makes the stream (and takes the id) now
         stream = self._streams[stream_id] = QuicStream(self, stream_id, outbound=True)
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.cancel_shielded_checkpoint()
         return stream
 
     async def accept_stream(self) -> QuicStream:
@@ -164,6 +171,9 @@ class QuicMuxedConnection(MuxedConnection):
                     stream._on_reset(StreamReset(event.error_code, remote=True))
                     self._abort_stream(event.stream_id, reset=True, stop=False)
                     self._forget(event.stream_id)
+                elif self._is_new_peer_stream(event.stream_id):
+                    # Reset before any data: finish our side too, or its slot stays taken.
+                    self._abort_stream(event.stream_id, reset=True, stop=False)
                 else:
                     core.ignore(event.stream_id)
             elif isinstance(event, events.StopSendingReceived):
@@ -219,7 +229,7 @@ class QuicMuxedConnection(MuxedConnection):
         sid = event.stream_id
         stream = self._streams.get(sid)
         if stream is None:
-            if sid % 4 >= 2 or bool(sid & 1) != self.outbound or sid in self.core._ignored:
+            if not self._is_new_peer_stream(sid):
                 # Not a new stream of the peer's (or one we already closed): drop it.
                 self.core.ignore(sid)
                 return
@@ -232,6 +242,10 @@ class QuicMuxedConnection(MuxedConnection):
                 return
             self._streams[sid] = stream
         stream._on_data(event.data, event.end_stream)
+
+    def _is_new_peer_stream(self, sid: int) -> bool:
+        """A bidirectional stream the peer opened that we have not met (nor closed)."""
+        return sid % 4 < 2 and bool(sid & 1) == self.outbound and sid not in self.core._ignored
 
     def _on_terminated(self, event: events.ConnectionTerminated) -> None:
         error = self.core.libp2p_error or QuicConnectionClosed(
@@ -297,6 +311,7 @@ class QuicMuxedConnection(MuxedConnection):
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
             self._blocked_senders.discard(stream)
+            stream._wake_sender()  # a sender still waiting finds the stream over
             self.core.ignore(stream_id)
 
     def _maybe_forget(self, stream: QuicStream) -> None:

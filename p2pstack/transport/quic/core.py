@@ -21,6 +21,7 @@ the received offset from it for the duration of the call). The version range in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aioquic import tls
@@ -79,11 +80,14 @@ class QuicCore(QuicConnection):
         self._max_stream_window = max_stream_window
         self._max_connection_window = max_connection_window
         self._connection_window = connection_window
-        self._connection_updated_at = now
+        self._connection_updated_at = -math.inf
         self._stream_window = stream_window
         self._windows: dict[int, list[float]] = {}  # stream id -> [window, updated at]
         self._unread: dict[int, int] = {}  # stream id -> delivered but not yet consumed
         self._unread_total = 0
+        # Stream bytes handed out in events (plus reset streams' undelivered rest): out of
+        # order bytes behind a gap are received but not delivered, and earn no credit.
+        self._delivered_total = 0
         self._ignored: set[int] = set()  # streams whose data nobody will read
         self._now = now
         self._keepalive_interval = keepalive_interval
@@ -193,9 +197,16 @@ class QuicCore(QuicConnection):
                 self._keepalive_at = self._now + self._keepalive_interval
         elif isinstance(event, events.StreamDataReceived) and event.data:
             sid = event.stream_id
+            self._delivered_total += len(event.data)
             if sid not in self._ignored:
                 self._unread[sid] = self._unread.get(sid, 0) + len(event.data)
                 self._unread_total += len(event.data)
+        elif isinstance(event, events.StreamReset):
+            # What the peer never sent (up to the reset's final size) is done with as well.
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                receiver = stream.receiver
+                self._delivered_total += receiver.highest_offset - receiver.starting_offset()
         elif isinstance(event, events.ConnectionTerminated):
             self._keepalive_at = self._handshake_deadline = None
         return event
@@ -277,13 +288,18 @@ class QuicCore(QuicConnection):
         left: int = stream.max_stream_data_local - self._stream_consumed(stream)
         return left < window / 2
 
+    def _connection_consumed(self) -> int:
+        return self._delivered_total - self._unread_total
+
     def _connection_credit_due(self) -> bool:
-        consumed = self._local_max_data.used - self._unread_total
+        consumed = self._connection_consumed()
         return self._local_max_data.value - consumed < self._connection_window / 2
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
         if self._stream_credit_due(stream):
-            entry = self._windows.setdefault(stream.stream_id, [self._stream_window, self._now])
+            # The first update only starts the clock (as in quic-go): no growth without a
+            # measured period.
+            entry = self._windows.setdefault(stream.stream_id, [self._stream_window, -math.inf])
             if self._now - entry[1] < 2 * self._smoothed_rtt():
                 entry[0] = min(entry[0] * 2, self._max_stream_window)
             entry[1] = self._now
@@ -306,8 +322,7 @@ class QuicCore(QuicConnection):
                     self._connection_window * 2, self._max_connection_window
                 )
             self._connection_updated_at = self._now
-            consumed = limit.used - self._unread_total
-            limit.value = max(limit.value, consumed + self._connection_window)
+            limit.value = max(limit.value, self._connection_consumed() + self._connection_window)
         used = limit.used
         limit.used = 0  # as above
         try:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
+from aioquic import tls
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # a C extension
 from aioquic.quic.packet import (
     QuicPacketType,
@@ -54,6 +55,8 @@ _VN_BYTES = bytes(4)  # Version Negotiation (version 0), for a connection we are
 SMALLEST_INITIAL = 1200
 #: Datagrams held while the kernel's send buffer is full.
 OUTBOX_LIMIT = 4096
+#: Application close code for a connection we drop after a failure of ours.
+INTERNAL_ERROR = 0x1
 #: Inbound connections still in their handshake, at most.
 MAX_HANDSHAKES = 256
 #: Connections handed to the listener and not yet taken.
@@ -90,7 +93,8 @@ class QuicEndpoint:
         self._outbox: deque[tuple[bytes, tuple[str, int]]] = deque()
         self._wait_scope: anyio.CancelScope | None = None
         self._wait_deadline = math.inf
-        self._closed = False
+        self._closed = False  # the socket is closed
+        self._stopping = False  # close() was called: run() ends
         self._accept_send, self.accepted = anyio.create_memory_object_stream[QuicMuxedConnection](
             ACCEPT_BACKLOG
         )
@@ -108,7 +112,7 @@ class QuicEndpoint:
     ) -> None:
         task_status.started()
         try:
-            while not self._closed:
+            while not self._stopping:
                 deadline = self._next_deadline()
                 with anyio.move_on_at(deadline) as scope:
                     self._wait_scope, self._wait_deadline = scope, deadline
@@ -122,24 +126,28 @@ class QuicEndpoint:
                 self._read_all()
                 self._fire_timers()
         except anyio.ClosedResourceError:
-            if not self._closed:
+            if not self._stopping:
                 raise
         finally:
             self._shutdown()
 
     def close(self) -> None:
         """Close the socket; ``run`` ends and every connection with it."""
-        if not self._closed:
-            self._closed = True
+        if not self._stopping:
+            self._stopping = True
             scope = self._wait_scope
             if scope is not None:
                 scope.deadline = -math.inf
 
     def _shutdown(self) -> None:
-        self._closed = True
+        self._stopping = True
         for conn in list(self._connections):
-            conn.close()
+            try:
+                conn.close()  # CONNECTION_CLOSE goes out while the socket is still open
+            except Exception:  # pragma: no cover - a broken core: it just goes away
+                log.exception("closing %r failed", conn)
             conn._on_terminated_locally()
+        self._closed = True
         self._connections.clear()
         self._by_cid.clear()
         self._accept_send.close()
@@ -175,9 +183,27 @@ class QuicEndpoint:
             if conn is not None:
                 touched[conn] = None
         for conn in touched:
+            self._serve(conn, now)
+
+    def _serve(self, conn: QuicMuxedConnection, now: float) -> None:
+        """Hand what came in to the connection's streams, then send what it has to. One
+        connection's failure (a bug, an aioquic assertion) ends that connection alone."""
+        try:
             conn.handle_events()
             conn.after_receive()
-            self.transmit(conn, now)
+        except Exception as exc:
+            self._fail(conn, exc)
+            return
+        self.transmit(conn, now)
+
+    def _fail(self, conn: QuicMuxedConnection, exc: Exception) -> None:
+        log.warning("QUIC connection to %s failed: %r", conn.remote, exc, exc_info=exc)
+        try:
+            conn.close(INTERNAL_ERROR, "internal error")
+        except Exception:
+            pass
+        conn._on_terminated_locally()
+        self.connection_terminated(conn)
 
     def _route(self, data: bytes, addr: tuple[str, int], now: float) -> QuicMuxedConnection | None:
         if not data:
@@ -199,8 +225,26 @@ class QuicEndpoint:
                 conn = self._new_inbound(header, data, addr, now)
                 if conn is None:
                     return None
-        conn.core.receive_datagram(data, addr, now)
-        return conn
+                if not self._receive(conn, data, addr, now):
+                    return None
+                space = conn.core._spaces.get(tls.Epoch.INITIAL)
+                if space is None or space.largest_received_packet < 0:
+                    # Nothing in it decrypted: junk shaped like an Initial. Forget it now
+                    # rather than let it hold a handshake slot until the deadline.
+                    self.connection_terminated(conn)
+                    return None
+                return conn
+        return conn if self._receive(conn, data, addr, now) else None
+
+    def _receive(
+        self, conn: QuicMuxedConnection, data: bytes, addr: tuple[str, int], now: float
+    ) -> bool:
+        try:
+            conn.core.receive_datagram(data, addr, now)
+        except Exception as exc:
+            self._fail(conn, exc)
+            return False
+        return True
 
     def _negotiate_version(self, data: bytes, addr: tuple[str, int]) -> None:
         """Answer a long-header packet of another version with Version Negotiation. Only
@@ -261,10 +305,12 @@ class QuicEndpoint:
             if conn.timer_at != when:
                 continue
             conn.timer_at = None
-            conn.core.handle_timer(now)
-            conn.handle_events()
-            conn.after_receive()
-            self.transmit(conn, now)
+            try:
+                conn.core.handle_timer(now)
+            except Exception as exc:
+                self._fail(conn, exc)
+                continue
+            self._serve(conn, now)
 
     # ------------------------------------------------------------------ sending
 
@@ -275,13 +321,28 @@ class QuicEndpoint:
         if now is None:
             now = self._clock()
         core = conn.core
-        for data, addr in core.datagrams_to_send(now):
+        try:
+            datagrams = core.datagrams_to_send(now)
+            timer = core.get_timer()
+        except Exception as exc:
+            if conn in self._connections:
+                self._fail(conn, exc)
+            return
+        for data, addr in datagrams:
             self._sendto(data, addr)
-        timer = core.get_timer()
         if timer != conn.timer_at:
             conn.timer_at = timer
             if timer is not None:
-                heapq.heappush(self._timers, (timer, next(self._sequence), conn))
+                timers = self._timers
+                heapq.heappush(timers, (timer, next(self._sequence), conn))
+                if len(timers) > 2 * len(self._connections) + 64:
+                    # Entries go stale as timers move; drop them before they pile up.
+                    self._timers = [
+                        (c.timer_at, next(self._sequence), c)
+                        for c in self._connections
+                        if c.timer_at is not None
+                    ]
+                    heapq.heapify(self._timers)
                 if timer < self._wait_deadline and self._wait_scope is not None:
                     self._wait_scope.deadline = timer
                     self._wait_deadline = timer
@@ -325,7 +386,7 @@ class QuicEndpoint:
         self, address: tuple[str, int], expected_peer: PeerID | None
     ) -> QuicMuxedConnection:
         """A new outbound connection, once its handshake (and libp2p check) succeeded."""
-        if self._closed:
+        if self._stopping:
             raise anyio.ClosedResourceError("the QUIC endpoint is closed")
         if self.family == socket.AF_INET6 and len(address) == 2:
             # As recvfrom reports the server (host, port, flowinfo, scope id): aioquic's

@@ -88,6 +88,8 @@ class QuicStream(MuxedStream):
     # ------------------------------------------------------------------ called by the connection
 
     def _on_data(self, data: bytes, end: bool) -> None:
+        if self._reset is not None or self._closed:
+            return  # the connection stopped counting it as unread: never hand it out
         if data:
             self._chunks.append(data)
         if end:
@@ -209,6 +211,7 @@ class QuicStream(MuxedStream):
         if self._reset is None and self._broken is None and not self._closed:
             self._on_reset(StreamReset(0, remote=False))
             self._conn._abort_stream(self._id, reset=True)
+            self._conn._forget(self._id)
         await anyio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:

@@ -99,6 +99,13 @@ class QuicTransport(MuxedTransport):
     ) -> None:
         if not 1200 <= loopback_datagram_size <= MAX_DATAGRAM_SIZE:
             raise ConfigError(f"loopback_datagram_size must be 1200..{MAX_DATAGRAM_SIZE}")
+        for name, value in (
+            ("idle_timeout", idle_timeout),
+            ("keepalive_interval", keepalive_interval),
+            ("handshake_timeout", handshake_timeout),
+        ):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be positive (got {value})")
         self.loopback_datagram_size = loopback_datagram_size
         self.identity = identity
         self.local_peer: PeerID = identity.peer_id
@@ -111,6 +118,7 @@ class QuicTransport(MuxedTransport):
         self._tg: anyio.abc.TaskGroup | None = None
         self._endpoints: list[QuicEndpoint] = []
         self._dial_endpoints: dict[int, QuicEndpoint] = {}
+        self._dial_endpoint_lock = anyio.Lock()  # concurrent first dials share one socket
 
     # ------------------------------------------------------------------ configuration
 
@@ -206,15 +214,17 @@ class QuicTransport(MuxedTransport):
                 bound = ipaddress.ip_address(endpoint.local_address[0])
                 if bound.is_unspecified or bound.is_loopback == ip.is_loopback:
                     return endpoint
-        dialer = self._dial_endpoints.get(family)
-        if dialer is None:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
-            except OSError:
-                sock.close()
-                raise
-            dialer = self._dial_endpoints[family] = await self._start(sock, listening=False)
+        async with self._dial_endpoint_lock:
+            dialer = self._dial_endpoints.get(family)
+            if dialer is None:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+                except OSError:
+                    sock.close()
+                    raise
+                dialer = await self._start(sock, listening=False)
+                self._dial_endpoints[family] = dialer
         return dialer
 
 
