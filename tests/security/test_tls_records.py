@@ -12,7 +12,16 @@ from OpenSSL import SSL
 
 from p2pstack.identity import KeyPair
 from p2pstack.security.tls import Tls, records
-from p2pstack.security.tls.records import read_into, take, take_outgoing, write_all
+from p2pstack.security.tls.records import (
+    RecordBuffer,
+    read_into,
+    read_records,
+    take,
+    take_outgoing,
+    take_view,
+    write_all,
+    write_incoming,
+)
 
 
 @pytest.fixture(params=[True, False], ids=["fast", "public"])
@@ -24,11 +33,12 @@ def fast(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
 def test_the_private_bindings_are_there() -> None:
     """A pyOpenSSL upgrade that moves these fails here, not silently slow."""
     assert records.FAST
-    for name in ("SSL_read", "SSL_write", "BIO_read"):
+    for name in ("SSL_read", "SSL_write", "BIO_read", "BIO_write"):
         assert hasattr(SSL._lib, name)  # type: ignore[attr-defined]
     assert hasattr(SSL.Connection, "_raise_ssl_error")
+    assert hasattr(SSL.Connection, "_handle_bio_errors")
     conn = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
-    assert hasattr(conn, "_ssl") and hasattr(conn, "_from_ssl")
+    assert hasattr(conn, "_ssl") and hasattr(conn, "_from_ssl") and hasattr(conn, "_into_ssl")
 
 
 def connected_pair() -> tuple[SSL.Connection, SSL.Connection]:
@@ -75,7 +85,7 @@ def test_roundtrip(fast: bool, length: int) -> None:
     i = 0
     while i < len(out):
         step = 1 if i < 64 else 997
-        server.bio_write(out[i : i + step])
+        write_incoming(server, memoryview(out)[i : i + step])
         i += step
         got += drain(server, view)
     assert bytes(got) == data
@@ -103,3 +113,49 @@ def test_take_on_an_empty_bio(fast: bool) -> None:
     take(client)
     assert take(client) == b""
     assert take_outgoing(client) == b""
+
+
+@pytest.mark.parametrize("limit", [1, 16384, 100_000, 1 << 20])
+def test_read_records_takes_every_whole_record(fast: bool, limit: int) -> None:
+    """Several records in one call, up to the limit (and the buffer); an empty BIO, the
+    end and a bad record raise as recv_into does, but only when nothing came out."""
+    client, server = connected_pair()
+    data = os.urandom(300_000)
+    write_all(client, data)
+    write_incoming(server, take(client))
+    buffer = RecordBuffer(memoryview(bytearray(200_000)))
+    got = bytearray()
+    while len(got) < len(data):
+        n = read_records(server, buffer, limit)
+        assert 0 < n <= min(limit, 200_000)
+        got += buffer.view[:n]
+    assert bytes(got) == data
+    with pytest.raises(SSL.WantReadError):
+        read_records(server, buffer, limit)
+    write_all(client, b"last words")
+    client.shutdown()
+    write_incoming(server, take(client))
+    n = read_records(server, buffer, limit)  # the data first; the end is kept for later
+    assert bytes(buffer.view[:n]) == b"last words"[:n]
+    if n == len(b"last words"):
+        with pytest.raises(SSL.ZeroReturnError):
+            read_records(server, buffer, limit)
+
+
+def test_take_view_is_a_view_until_the_next_take(fast: bool) -> None:
+    """take_view hands out the scratch buffer (no copy); take copies. A send bigger than the
+    scratch buffer still comes out whole."""
+    client, server = connected_pair()
+    for size in (10, 300_000, 3_000_000):
+        data = os.urandom(size)
+        write_all(client, data)
+        out = take_view(client)
+        kept = bytes(out)
+        write_incoming(server, kept)
+        assert drain(server, memoryview(bytearray(1 << 20))) == data
+    write_all(client, b"abc")
+    copied = take(client)
+    write_all(client, b"defgh")
+    take_view(client)  # overwrites the scratch buffer, not the copy
+    write_incoming(server, copied)
+    assert drain(server, memoryview(bytearray(100))) == b"abc"

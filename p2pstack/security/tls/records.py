@@ -22,12 +22,15 @@ _ffi: Any = getattr(SSL, "_ffi", None)
 FAST = (
     _lib is not None
     and _ffi is not None
-    and all(hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "BIO_read"))
-    and hasattr(SSL.Connection, "_raise_ssl_error")
+    and all(hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "BIO_read", "BIO_write"))
+    and all(hasattr(SSL.Connection, name) for name in ("_raise_ssl_error", "_handle_bio_errors"))
 )
 
-#: Ciphertext taken out of the outgoing BIO per call.
+#: Ciphertext taken out of the outgoing BIO per call (public API).
 _BIO_READ = 256 * 1024
+#: The per-thread buffer that ciphertext is read into: more than one send's worth (256 KiB
+#: of plaintext), so that a send comes out in one read.
+_SCRATCH = 1024 * 1024
 
 
 def read_into(conn: SSL.Connection, view: memoryview, size: int) -> int:
@@ -41,6 +44,63 @@ def read_into(conn: SSL.Connection, view: memoryview, size: int) -> int:
     if n <= 0:
         conn._raise_ssl_error(ssl, n)
     return int(n)
+
+
+class RecordBuffer:
+    """A plaintext buffer for :func:`read_records`, with its C pointer made once."""
+
+    __slots__ = ("pointer", "view")
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.pointer = _ffi.from_buffer(view, require_writable=True) if FAST else None
+
+
+def read_records(conn: SSL.Connection, buffer: RecordBuffer, limit: int) -> int:
+    """Decrypt into ``buffer`` every whole record buffered in ``conn``, up to ``limit``
+    bytes of plaintext (``SSL_read`` hands out one record per call). Returns the count,
+    never 0. Raises what ``recv_into`` raises when not even one record's plaintext came
+    out; an error met after some plaintext is left for the next call to raise."""
+    limit = min(limit, len(buffer.view))
+    if not FAST:
+        total = read_into(conn, buffer.view, limit)
+        while total < limit:
+            try:
+                total += read_into(conn, buffer.view[total:], limit - total)
+            except SSL.Error:
+                break
+        return total
+    ssl = conn._ssl
+    pointer: Any = buffer.pointer
+    total = 0
+    while total < limit:
+        n = _lib.SSL_read(ssl, pointer + total, limit - total)
+        if n <= 0:
+            if not total:
+                conn._raise_ssl_error(ssl, n)
+                raise SSL.Error(f"SSL_read returned {n}")  # not reached: it raised
+            try:  # clears OpenSSL's error queue; the next call meets the error again
+                conn._raise_ssl_error(ssl, n)
+            except SSL.Error:
+                pass
+            break
+        total += n
+    return total
+
+
+def write_incoming(conn: SSL.Connection, data: bytes | bytearray | memoryview) -> None:
+    """Hand received ciphertext to ``conn``'s incoming memory BIO (``Connection.bio_write``,
+    which would first copy a memoryview into bytes)."""
+    if not FAST:
+        conn.bio_write(bytes(data))
+        return
+    length = len(data)
+    if not length:
+        return
+    n = _lib.BIO_write(conn._into_ssl, _ffi.from_buffer(data), length)
+    if n != length:  # a memory BIO takes everything unless out of memory
+        conn._handle_bio_errors(conn._into_ssl, n)
+        raise SSL.Error(f"BIO_write took {n} of {length} bytes")
 
 
 def write_all(conn: SSL.Connection, data: bytes | bytearray | memoryview) -> None:
@@ -62,31 +122,40 @@ def write_all(conn: SSL.Connection, data: bytes | bytearray | memoryview) -> Non
 
 
 class _Scratch(threading.local):
-    """One buffer per thread for :func:`take` (which never awaits, so streams can share)."""
+    """One buffer per thread for :func:`take` and :func:`take_view` (which never await, so
+    streams can share it)."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray(_BIO_READ)
+        self.buffer = bytearray(_SCRATCH)
+        self.view = memoryview(self.buffer)
         self.pointer = _ffi.from_buffer(self.buffer) if FAST else None
 
 
 _scratch = _Scratch()
 
 
-def take(conn: SSL.Connection) -> bytes:
-    """All ciphertext waiting in ``conn``'s outgoing memory BIO (``b""`` when none)."""
+def take_view(conn: SSL.Connection) -> bytes | memoryview:
+    """All ciphertext waiting in ``conn``'s outgoing memory BIO; a view of a per-thread
+    buffer that the next ``take``/``take_view`` in this thread overwrites, so use it before
+    any await (:func:`take` makes a copy to keep)."""
     if not FAST:
         return take_outgoing(conn)
     bio = conn._from_ssl
     scratch = _scratch
-    chunks: list[bytes] = []
-    while True:
-        n = _lib.BIO_read(bio, scratch.pointer, _BIO_READ)
-        if n <= 0:
-            break
-        chunks.append(bytes(memoryview(scratch.buffer)[:n]))
-        if n < _BIO_READ:
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    n = _lib.BIO_read(bio, scratch.pointer, _SCRATCH)
+    if n <= 0:
+        return b""
+    if n < _SCRATCH:
+        return scratch.view[:n]
+    chunks = [bytes(scratch.view)]  # more than the buffer holds: rare, and copied
+    while (n := _lib.BIO_read(bio, scratch.pointer, _SCRATCH)) > 0:
+        chunks.append(bytes(scratch.view[:n]))
+    return b"".join(chunks)
+
+
+def take(conn: SSL.Connection) -> bytes:
+    """All ciphertext waiting in ``conn``'s outgoing memory BIO (``b""`` when none)."""
+    return bytes(take_view(conn))
 
 
 def take_outgoing(conn: SSL.Connection) -> bytes:

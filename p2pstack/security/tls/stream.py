@@ -13,7 +13,7 @@ leave through one lock, so only one task ever writes to the raw stream.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -25,7 +25,15 @@ from p2pstack.errors import RemoteProtocolError
 from p2pstack.identity import PeerID, PublicKey
 from p2pstack.multistream import unwrap
 from p2pstack.security.abc import SecureStream
-from p2pstack.security.tls.records import read_into, take, take_outgoing, write_all
+from p2pstack.security.tls.records import (
+    RecordBuffer,
+    read_records,
+    take,
+    take_outgoing,
+    take_view,
+    write_all,
+    write_incoming,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +81,13 @@ class TlsStream(SecureStream):
         # ciphertext send_nowait() could not write yet; always written before anything newer
         self._unsent: bytearray | None = None
         self._view = memoryview(bytearray(RECEIVE_SIZE))  # receive_view()'s buffer
+        self._records = RecordBuffer(self._view)
         self._try_send: Callable[[Any], int] | None = getattr(self._raw, "try_send", None)
+        # ciphertext comes into this buffer (made on first use) when the raw stream can
+        self._receive_into: Callable[[memoryview], Awaitable[int]] | None = getattr(
+            self._raw, "receive_into", None
+        )
+        self._incoming: memoryview | None = None
         self._closed = False
         self._eof_sent = False
         self._eof_received = False
@@ -114,7 +128,7 @@ class TlsStream(SecureStream):
                 if self._eof_received:
                     raise anyio.EndOfStream
                 try:
-                    total = read_into(self._conn, view, min(limit, _RECORD))
+                    total = read_records(self._conn, self._records, limit)
                 except SSL.WantReadError:
                     pass
                 except SSL.ZeroReturnError:
@@ -125,26 +139,21 @@ class TlsStream(SecureStream):
                     self._receive_error.__cause__ = exc
                     continue
                 else:
-                    if not total:
-                        continue
-                    while total < limit:
-                        try:
-                            n = read_into(self._conn, view[total:], min(limit - total, _RECORD))
-                        except SSL.Error:  # nothing buffered, the end, or a bad record
-                            break
-                        if not n:
-                            break
-                        total += n
                     return view[:total]
                 await self._write_pending()
                 try:
-                    incoming = await self._raw.receive(RECEIVE_SIZE)
+                    if self._receive_into is not None:
+                        if self._incoming is None:
+                            self._incoming = memoryview(bytearray(RECEIVE_SIZE))
+                        n = await self._receive_into(self._incoming)
+                        write_incoming(self._conn, self._incoming[:n])
+                    else:
+                        write_incoming(self._conn, await self._raw.receive(RECEIVE_SIZE))
                 except anyio.EndOfStream:
                     log.debug("tls: raw stream ended without close_notify")
                     self._conn.bio_shutdown()
                     self._eof_received = True
                     continue
-                self._conn.bio_write(incoming)
 
     async def _write_pending(self) -> None:
         """Write ciphertext the receiving side produced, if no send is under way (a send
@@ -215,7 +224,7 @@ class TlsStream(SecureStream):
         except SSL.Error as exc:
             self._send_broken = True
             raise anyio.BrokenResourceError(f"tls send failed: {exc}") from exc
-        out = take(self._conn)
+        out = take_view(self._conn)  # used before any await: no copy unless kept
         if self._unsent is not None or self._write_lock.locked() or self._try_send is None:
             if self._unsent is None:
                 self._unsent = bytearray()
