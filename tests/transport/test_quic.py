@@ -780,3 +780,28 @@ async def test_a_failing_connection_does_not_take_down_the_listener(anyio_backen
             )
             assert again.remote_peer == link.server_transport.local_peer
             assert (await link.accepted.receive()).remote_peer == link.client_transport.local_peer
+
+
+async def test_a_connection_id_is_routable_as_soon_as_it_is_announced(anyio_backend: str) -> None:
+    """aioquic records a new connection ID as it writes the NEW_CONNECTION_ID frame; the
+    endpoint must route that ID before the datagram leaves, since quic-go switches to it at
+    once (its packets were dropped until a timer fired: go dials took ~110 ms)."""
+    from aioquic.quic.connection import QuicConnectionId
+
+    with anyio.fail_after(10):
+        async with connect() as link:
+            server = link.server
+            core = server.core
+            endpoint = server._endpoint
+            cid = bytes(range(8))
+            core._host_cids.append(
+                QuicConnectionId(
+                    cid=cid,
+                    sequence_number=core._host_cid_seq,
+                    stateless_reset_token=bytes(16),
+                    was_sent=False,
+                )
+            )
+            core._host_cid_seq += 1
+            endpoint.transmit(server)  # writes NEW_CONNECTION_ID
+            assert endpoint._by_cid.get(cid) is server  # before anything else ran

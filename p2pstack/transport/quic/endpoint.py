@@ -33,6 +33,7 @@ import anyio
 import anyio.abc
 from aioquic import tls
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # a C extension
+from aioquic.quic import events
 from aioquic.quic.packet import (
     QuicPacketType,
     encode_quic_version_negotiation,
@@ -328,6 +329,12 @@ class QuicEndpoint:
             if conn in self._connections:
                 self._fail(conn, exc)
             return
+        if core._events:
+            # aioquic announces a connection ID as it writes the NEW_CONNECTION_ID frame,
+            # i.e. just now: route it before the peer (quic-go switches at once) uses it.
+            for event in core._events:
+                if isinstance(event, events.ConnectionIdIssued):
+                    self.add_cid(conn, event.connection_id)
         for data, addr in datagrams:
             self._sendto(data, addr)
         if timer != conn.timer_at:
