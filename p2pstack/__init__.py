@@ -24,9 +24,13 @@ from p2pstack.errors import (
 )
 from p2pstack.host import Host
 from p2pstack.identity import KeyPair, KeyType, PeerID, PrivateKey, PublicKey
+from p2pstack.muxer.yamux import Yamux
 from p2pstack.network import Connection, ConnectionClosed, ConnectionEvent, ConnectionOpened
 from p2pstack.protocols.identify import IdentifyInfo
 from p2pstack.protocols.perf import PerfResult
+from p2pstack.security.noise import Noise
+from p2pstack.security.tls import Tls
+from p2pstack.transport import QuicTransport, TcpTransport
 
 if TYPE_CHECKING:
     from p2pstack.pubsub import FloodSub, GossipSub, GossipSubParams, PubSub, ValidationResult
@@ -65,6 +69,7 @@ __all__ = [
     "KeyType",
     "LocalProtocolError",
     "MessageTooLarge",
+    "Noise",
     "P2PAttribute",
     "P2PError",
     "PeerID",
@@ -75,9 +80,13 @@ __all__ = [
     "PubSub",
     "PublicKey",
     "PublishError",
+    "QuicTransport",
     "RemoteProtocolError",
     "ResourceLimitExceeded",
     "StreamReset",
+    "TcpTransport",
+    "Tls",
     "ValidationResult",
+    "Yamux",
     "__version__",
 ]
