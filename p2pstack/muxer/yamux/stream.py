@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
-from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import StreamReset
-from p2pstack.muxer.abc import MuxedStream
+from p2pstack.muxer.buffered import BufferedStream
 
 if TYPE_CHECKING:
     from p2pstack.muxer.yamux.connection import YamuxConnection
@@ -22,45 +19,14 @@ SEND_CHUNK = 256 * 1024
 YIELD_AFTER = 16 * 1024
 
 
-class YamuxStream(MuxedStream):
+class YamuxStream(BufferedStream):
     """One yamux stream. Created by :class:`YamuxConnection`, never directly."""
 
+    _conn: YamuxConnection
+
     def __init__(self, conn: YamuxConnection, stream_id: int, outbound: bool) -> None:
-        self._conn = conn
-        self._id = stream_id
-        self._outbound = outbound
-        self._chunks: deque[bytes] = deque()
+        super().__init__(conn, stream_id, outbound)
         self._buffered = 0
-        self._remote_ended = False
-        self._local_ended = False
-        self._closed = False
-        self._reset: StreamReset | None = None
-        self._broken: BaseException | None = None
-        self._receive_waiter: anyio.Event | None = None
-        self._send_waiter: anyio.Event | None = None
-        self._receiving = False
-        self._sending = False
-        self.protocol: str | None = None
-
-    # ------------------------------------------------------------------ attributes
-
-    @property
-    def stream_id(self) -> int:
-        return self._id
-
-    @property
-    def has_buffered_data(self) -> bool:
-        """Whether ``receive()`` would return at once (data is already here)."""
-        return bool(self._chunks)
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        attrs: dict[Any, Callable[[], Any]] = {**self._conn.extra_attributes}
-        attrs[P2PAttribute.direction] = lambda: "outbound" if self._outbound else "inbound"
-        if self.protocol is not None:
-            protocol = self.protocol
-            attrs[P2PAttribute.protocol] = lambda: protocol
-        return attrs
 
     # ------------------------------------------------------------------ called by the connection
 
@@ -81,56 +47,15 @@ class YamuxStream(MuxedStream):
         self._wake_receiver()
         self._wake_sender()
 
-    def _on_connection_lost(self, error: BaseException) -> None:
-        # Data that already arrived stays readable; only what never came is lost.
-        self._broken = error
-        self._wake_receiver()
-        self._wake_sender()
-
-    def _wake_receiver(self) -> None:
-        waiter = self._receive_waiter
-        if waiter is not None:
-            self._receive_waiter = None
-            waiter.set()
-
-    def _wake_sender(self) -> None:
-        waiter = self._send_waiter
-        if waiter is not None:
-            self._send_waiter = None
-            waiter.set()
-
     # ------------------------------------------------------------------ ByteStream
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        if self._receiving:
-            raise anyio.BusyResourceError("receiving from")
-        self._receiving = True
-        try:
-            chunks = self._chunks
-            while not chunks:
-                if self._closed:
-                    raise anyio.ClosedResourceError
-                if self._reset is not None:
-                    raise self._reset
-                if self._remote_ended:
-                    raise anyio.EndOfStream
-                if self._broken is not None:
-                    raise anyio.BrokenResourceError("connection lost") from self._broken
-                # Whatever is queued (our SYN, say) must be on its way before we wait.
-                self._conn._flush_before_wait()
-                waiter = self._receive_waiter = anyio.Event()
-                await waiter.wait()
-            chunk = chunks[0]
-            if len(chunk) <= max_bytes:
-                chunks.popleft()
-            else:
-                chunks[0] = chunk[max_bytes:]
-                chunk = chunk[:max_bytes]
-            self._buffered -= len(chunk)
-            self._conn._consumed(self._id, len(chunk), not chunks)
-            return chunk
-        finally:
-            self._receiving = False
+    def _before_wait(self) -> None:
+        # Whatever is queued (our SYN, say) must be on its way before we wait.
+        self._conn._flush_before_wait()
+
+    def _taken(self, n: int, drained: bool) -> None:
+        self._buffered -= n
+        self._conn._consumed(self._id, n, drained)
 
     async def send(self, item: bytes) -> None:
         if self._sending:

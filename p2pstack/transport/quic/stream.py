@@ -16,16 +16,13 @@ raises ``BrokenResourceError``; data that had already arrived stays readable.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
 
-from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import StreamReset
-from p2pstack.muxer.abc import MuxedStream
+from p2pstack.muxer.buffered import BufferedStream
 
 if TYPE_CHECKING:
     from p2pstack.transport.quic.connection import QuicMuxedConnection
@@ -36,45 +33,14 @@ SEND_BUFFER = 1 << 20
 YIELD_AFTER = 16 * 1024
 
 
-class QuicStream(MuxedStream):
+class QuicStream(BufferedStream):
     """One bidirectional QUIC stream. Made by :class:`QuicMuxedConnection`, never directly."""
 
+    _conn: QuicMuxedConnection
+
     def __init__(self, conn: QuicMuxedConnection, stream_id: int, outbound: bool) -> None:
-        self._conn = conn
-        self._id = stream_id
-        self._outbound = outbound
-        self._chunks: deque[bytes] = deque()
-        self._remote_ended = False
-        self._local_ended = False
-        self._closed = False
-        self._reset: StreamReset | None = None  # both directions
+        super().__init__(conn, stream_id, outbound)  # _reset: both directions
         self._send_stopped: StreamReset | None = None  # the peer sent STOP_SENDING
-        self._broken: BaseException | None = None
-        self._receive_waiter: anyio.Event | None = None
-        self._send_waiter: anyio.Event | None = None
-        self._receiving = False
-        self._sending = False
-        self.protocol: str | None = None
-
-    # ------------------------------------------------------------------ attributes
-
-    @property
-    def stream_id(self) -> int:
-        return self._id
-
-    @property
-    def has_buffered_data(self) -> bool:
-        """Whether ``receive()`` would return at once (data is already here)."""
-        return bool(self._chunks)
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        attrs: dict[Any, Callable[[], Any]] = {**self._conn.extra_attributes}
-        attrs[P2PAttribute.direction] = lambda: "outbound" if self._outbound else "inbound"
-        if self.protocol is not None:
-            protocol = self.protocol
-            attrs[P2PAttribute.protocol] = lambda: protocol
-        return attrs
 
     @property
     def _done(self) -> bool:
@@ -108,53 +74,13 @@ class QuicStream(MuxedStream):
             self._send_stopped = exc
         self._wake_sender()
 
-    def _on_connection_lost(self, error: BaseException) -> None:
-        self._broken = error
-        self._wake_receiver()
-        self._wake_sender()
-
-    def _wake_receiver(self) -> None:
-        waiter = self._receive_waiter
-        if waiter is not None:
-            self._receive_waiter = None
-            waiter.set()
-
-    def _wake_sender(self) -> None:
-        waiter = self._send_waiter
-        if waiter is not None:
-            self._send_waiter = None
-            waiter.set()
-
     # ------------------------------------------------------------------ ByteStream
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        if self._receiving:
-            raise anyio.BusyResourceError("receiving from")
-        self._receiving = True
-        try:
-            chunks = self._chunks
-            while not chunks:
-                if self._closed:
-                    raise anyio.ClosedResourceError
-                if self._reset is not None:
-                    raise self._reset
-                if self._remote_ended:
-                    self._conn._maybe_forget(self)
-                    raise anyio.EndOfStream
-                if self._broken is not None:
-                    raise anyio.BrokenResourceError("connection lost") from self._broken
-                waiter = self._receive_waiter = anyio.Event()
-                await waiter.wait()
-            chunk = chunks[0]
-            if len(chunk) <= max_bytes:
-                chunks.popleft()
-            else:
-                chunks[0] = chunk[max_bytes:]
-                chunk = chunk[:max_bytes]
-            self._conn._consumed(self._id, len(chunk))
-            return chunk
-        finally:
-            self._receiving = False
+    def _at_end(self) -> None:
+        self._conn._maybe_forget(self)
+
+    def _taken(self, n: int, drained: bool) -> None:
+        self._conn._consumed(self._id, n)
 
     async def send(self, item: bytes) -> None:
         if self._sending:
