@@ -11,7 +11,8 @@ import pytest
 from OpenSSL import SSL
 
 from p2pstack.identity import KeyPair
-from p2pstack.security.tls import Tls, records
+from p2pstack.security.tls import records
+from p2pstack.security.tls.handshake import make_context, new_connection
 from p2pstack.security.tls.records import (
     RecordBuffer,
     read_into,
@@ -42,8 +43,8 @@ def test_the_private_bindings_are_there() -> None:
 
 
 def connected_pair() -> tuple[SSL.Connection, SSL.Connection]:
-    client, _ = Tls(KeyPair.generate())._connection([])
-    server, _ = Tls(KeyPair.generate())._connection([])
+    client, _ = new_connection(make_context(KeyPair.generate()), [])
+    server, _ = new_connection(make_context(KeyPair.generate()), [])
     client.set_connect_state()
     server.set_accept_state()
     for _ in range(10):

@@ -34,10 +34,10 @@ from p2pstack.security.tls.records import (
     write_all,
     write_incoming,
 )
+from p2pstack.security.tls.transport import PROTOCOL_ID
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_ID = "/tls/1.0.0"
 #: Bytes asked of the raw stream per receive.
 RECEIVE_SIZE = 256 * 1024
 _RECORD = 16 * 1024  # the most plaintext one TLS record carries

@@ -22,18 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from multiaddr import Multiaddr
 
 from p2pstack.errors import ConfigError
 from p2pstack.identity import KeyPair, PeerID
 from p2pstack.muxer.abc import MuxedConnection
-from p2pstack.security.tls.certificate import generate_certificate
 from p2pstack.transport.abc import MuxedConnectionHandler, MuxedListener, MuxedTransport
 
-if TYPE_CHECKING:  # aioquic loads on first use: a host that never speaks QUIC is lighter
+if TYPE_CHECKING:  # aioquic (and X.509) load on first use: a host that never speaks QUIC is lighter
     from aioquic.quic.configuration import QuicConfiguration
+    from cryptography import x509
 
     from p2pstack.transport.quic.endpoint import QuicEndpoint
 
@@ -124,6 +122,11 @@ class QuicTransport(MuxedTransport):
 
     @functools.cached_property
     def _certificate(self) -> tuple[x509.Certificate, Any]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        from p2pstack.security.tls.certificate import generate_certificate
+
         cert_der, key_der = generate_certificate(self.identity)
         return (
             x509.load_der_x509_certificate(cert_der),
