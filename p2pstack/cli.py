@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -84,8 +83,22 @@ def serve_all(host: Host) -> None:
     host.set_stream_handler(perf.PROTOCOL_ID, perf.handle_perf, max_inbound_per_peer=1024)
 
 
+def _print_addrs(host: Host) -> None:
+    """Each full listen address, ``.../p2p/<id>``, on its own line. Written as text: parsing
+    a ``/p2p`` component would load py-multiaddr's CID codec (~2 MiB) into the listener."""
+    for addr in host.listen_addrs:
+        print(f"{addr}/p2p/{host.peer_id}", flush=True)
+
+
 def _emit(obj: dict[str, Any] | str) -> None:
     print(json.dumps(obj) if isinstance(obj, dict) else obj, flush=True)
+
+
+def _median(values: list[float]) -> float:
+    """The median (``statistics`` is not imported for it: it pulls in ``decimal``)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def _ms(seconds: float) -> float:
@@ -106,8 +119,7 @@ async def cmd_listen(args: argparse.Namespace) -> int:
         key = load_or_create_key(args.key)
         async with make_host(args, key, listen) as host:
             serve_all(host)
-            for addr in host.addrs:
-                print(addr, flush=True)
+            _print_addrs(host)
             async for _ in signals:
                 break
     return 0
@@ -130,7 +142,7 @@ async def cmd_ping(args: argparse.Namespace) -> int:
         summary = {
             "remote_peer": str(peer),
             "handshake_plus_one_rtt_ms": _ms(handshake_plus_one),
-            "rtt_ms_median": _ms(statistics.median(rtts)),
+            "rtt_ms_median": _ms(_median(rtts)),
             "rtts_ms": [_ms(r) for r in rtts],
             "agent_version": info.agent_version,
             "protocol_version": info.protocol_version,
@@ -221,8 +233,7 @@ async def cmd_pubsub(args: argparse.Namespace) -> int:
         router = FloodSub() if args.router == "floodsub" else GossipSub()
         async with PubSub(host, router) as ps, anyio.create_task_group() as tg:
             serve_all(host)
-            for addr in host.addrs:
-                print(addr, flush=True)
+            _print_addrs(host)
             sub = await ps.subscribe(args.topic)
 
             async def show() -> None:

@@ -23,7 +23,6 @@ import enum
 import functools
 import hmac
 import os
-import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -37,10 +36,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from google.protobuf.message import DecodeError
 
 from p2pstack.errors import ConfigError, InvalidKeyError
-from p2pstack.pb import keys_pb2
 
 if TYPE_CHECKING:
     from p2pstack.identity.peer_id import PeerID
+    from p2pstack.pb import keys_pb2
 
 __all__ = [
     "KeyPair",
@@ -444,11 +443,15 @@ def public_key_from_raw(key_type: KeyType, raw: bytes) -> PublicKey:
 
 def decode_public_key(data: bytes) -> PublicKey:
     """Decode a ``PublicKey`` protobuf; InvalidKeyError on anything wrong."""
+    from p2pstack.pb import keys_pb2
+
     return public_key_from_raw(*_decode_key_message(data, keys_pb2.PublicKey()))
 
 
 def decode_private_key(data: bytes) -> PrivateKey:
     """Decode a ``PrivateKey`` protobuf; InvalidKeyError on anything wrong."""
+    from p2pstack.pb import keys_pb2
+
     return _from_raw(_PRIVATE_FROM_RAW, *_decode_key_message(data, keys_pb2.PrivateKey()))
 
 
@@ -499,6 +502,8 @@ class KeyPair:
         The file is written beside ``path`` and renamed over it, so a crash never leaves a
         truncated key, and it is never readable by others even for a moment.
         """
+        import tempfile  # here: it pulls in shutil, bz2, lzma and random
+
         target = os.fspath(path)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(target)), prefix=".key-")
         try:

@@ -21,7 +21,6 @@ from p2pstack.errors import InvalidKeyError
 from p2pstack.framing.varint import encode_uvarint
 from p2pstack.identity.keys import PrivateKey, PublicKey, decode_public_key
 from p2pstack.identity.peer_id import PeerID
-from p2pstack.pb import envelope_pb2, peer_record_pb2
 
 PEER_RECORD_DOMAIN = "libp2p-peer-record"
 PEER_RECORD_PAYLOAD_TYPE = bytes([0x03, 0x01])
@@ -54,6 +53,8 @@ class Envelope:
         return cls(key.public_key, payload_type, payload, signature)
 
     def encode(self) -> bytes:
+        from p2pstack.pb import envelope_pb2
+
         return envelope_pb2.Envelope(
             public_key=self.public_key.encode(),
             payload_type=self.payload_type,
@@ -64,6 +65,8 @@ class Envelope:
     @classmethod
     def open(cls, data: bytes, domain: str) -> Envelope:
         """Decode and verify; :class:`InvalidKeyError` if anything is wrong."""
+        from p2pstack.pb import envelope_pb2
+
         try:
             msg = envelope_pb2.Envelope.FromString(data)
         except DecodeError as exc:
@@ -85,6 +88,8 @@ class PeerRecord:
     addrs: tuple[Multiaddr, ...]
 
     def encode(self) -> bytes:
+        from p2pstack.pb import peer_record_pb2
+
         return peer_record_pb2.PeerRecord(
             peer_id=self.peer_id.to_bytes(),
             seq=self.seq,
@@ -95,6 +100,8 @@ class PeerRecord:
 
     @classmethod
     def decode(cls, data: bytes) -> PeerRecord:
+        from p2pstack.pb import peer_record_pb2
+
         try:
             msg = peer_record_pb2.PeerRecord.FromString(data)
         except DecodeError as exc:

@@ -21,7 +21,6 @@ from p2pstack.errors import InvalidKeyError, RemoteProtocolError
 from p2pstack.framing import LengthPrefixedDecoder, encode_length_prefixed, encode_uvarint
 from p2pstack.identity import PeerID, PublicKey, decode_public_key
 from p2pstack.identity.record import PeerRecord
-from p2pstack.pb import identify_pb2
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +60,8 @@ def encode_identify(
     protocol_version: str = PROTOCOL_VERSION,
     signed_peer_record: bytes | None = None,
 ) -> bytes:
+    from p2pstack.pb import identify_pb2
+
     msg = identify_pb2.Identify(
         protocolVersion=protocol_version,
         agentVersion=agent_version,
@@ -93,6 +94,8 @@ def _addr(data: bytes) -> Multiaddr | None:
 
 def merge_identify(info: IdentifyInfo, body: bytes) -> None:
     """Merge one encoded ``Identify`` into ``info`` (later fields win, lists replace)."""
+    from p2pstack.pb import identify_pb2
+
     try:
         msg = identify_pb2.Identify.FromString(body)
     except DecodeError as exc:

@@ -7,6 +7,7 @@ bytes and closes.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,12 @@ from p2pstack.errors import RemoteProtocolError
 PROTOCOL_ID = "/perf/1.0.0"
 CHUNK = 1 << 20
 _U64 = struct.Struct(">Q")
-_ZEROS = bytes(CHUNK)
+
+
+@functools.cache
+def _zeros() -> bytes:
+    """What perf sends: a MiB of zeros, made when first sent rather than at import."""
+    return bytes(CHUNK)
 
 
 async def _send_zeros(
@@ -27,7 +33,8 @@ async def _send_zeros(
 ) -> None:
     while n > 0:
         size = min(n, CHUNK)
-        await stream.send(_ZEROS if size == CHUNK else _ZEROS[:size])
+        zeros = _zeros()
+        await stream.send(zeros if size == CHUNK else zeros[:size])
         n -= size
         if progress is not None:
             progress(size)

@@ -30,7 +30,6 @@ from noise.connection import Keypair, NoiseConnection
 
 from p2pstack.errors import HandshakeError, InvalidKeyError, LocalProtocolError, PeerIDMismatch
 from p2pstack.identity import KeyPair, PeerID, PublicKey, decode_public_key
-from p2pstack.pb import noise_pb2
 
 PROTOCOL_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
 SIGNATURE_PREFIX = b"noise-libp2p-static-key:"
@@ -40,6 +39,8 @@ _LEN = struct.Struct(">H")
 
 def encode_payload(identity: KeyPair, static_public: bytes, muxers: Sequence[str]) -> bytes:
     """Our handshake payload: identity key, its signature over the static key, muxers."""
+    from p2pstack.pb import noise_pb2
+
     msg = noise_pb2.NoiseHandshakePayload(
         identity_key=identity.public.encode(),
         identity_sig=identity.private.sign(SIGNATURE_PREFIX + static_public),
@@ -182,6 +183,8 @@ class NoiseHandshake:
         return self._own_payload
 
     def _verify_payload(self, payload: bytes) -> None:
+        from p2pstack.pb import noise_pb2
+
         try:
             msg = noise_pb2.NoiseHandshakePayload.FromString(payload)
         except DecodeError as exc:
