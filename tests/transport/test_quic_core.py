@@ -287,6 +287,10 @@ def test_frame_writing_and_parsing_hooks() -> None:
     ]
     sender = QuicStreamSender(stream_id=0, writable=True)
     assert (sender.next_offset, sender.highest_offset) == (0, 0)
+    # connection.py reads it to learn that STOP_SENDING came before a new stream's data
+    assert sender._reset_error_code is None
+    sender.reset(7)
+    assert sender._reset_error_code == 7
     assert size_uint_var(16383) == 2 and size_uint_var(16384) == 4
     assert int(QuicFrameType.STREAM_BASE) == 0x08
 

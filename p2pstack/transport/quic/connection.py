@@ -241,6 +241,11 @@ class QuicMuxedConnection(MuxedConnection):
                 self._abort_stream(sid, reset=True)
                 return
             self._streams[sid] = stream
+            stopped = self.core._streams[sid].sender._reset_error_code
+            if stopped is not None:
+                # STOP_SENDING came ahead of the stream's data (a peer writes control
+                # frames first): aioquic has reset our side already.
+                stream._on_stop_sending(StreamReset(stopped, remote=True))
         stream._on_data(event.data, event.end_stream)
 
     def _is_new_peer_stream(self, sid: int) -> bool:
@@ -277,7 +282,7 @@ class QuicMuxedConnection(MuxedConnection):
 
     def _send(self, stream_id: int, data: bytes, end: bool) -> None:
         self.core.send_stream_data(stream_id, data, end)
-        self._endpoint.transmit(self)
+        self._endpoint.transmit_soon(self)
 
     def _unacked(self, stream_id: int) -> int:
         return self.core.unacked(stream_id)
@@ -287,7 +292,7 @@ class QuicMuxedConnection(MuxedConnection):
 
     def _consumed(self, stream_id: int, n: int) -> None:
         if self.core.consume(stream_id, n):
-            self._endpoint.transmit(self)
+            self._endpoint.transmit_soon(self)
 
     def _abort_stream(self, stream_id: int, *, reset: bool, stop: bool = True) -> None:
         core = self.core
@@ -305,7 +310,7 @@ class QuicMuxedConnection(MuxedConnection):
         except ValueError:  # aioquic already discarded the stream: nothing left to stop
             pass
         core.ignore(stream_id)
-        self._endpoint.transmit(self)
+        self._endpoint.transmit_soon(self)
 
     def _forget(self, stream_id: int) -> None:
         stream = self._streams.pop(stream_id, None)
