@@ -47,6 +47,7 @@ _DATA = int(FrameType.DATA)
 _WINDOW_UPDATE = int(FrameType.WINDOW_UPDATE)
 _PING = int(FrameType.PING)
 _GO_AWAY = int(FrameType.GO_AWAY)
+_pack = HEADER.pack
 _pack_into = HEADER.pack_into
 _unpack_from = HEADER.unpack_from
 
@@ -253,11 +254,21 @@ class YamuxSession:
             return 0
         st.send_window -= n
         step = self.max_frame_data
+        view = memoryview(data)
+        pos = 0
+        out = self._out
+        if out:
+            # Behind queued bytes (the writer is busy): append each frame in place rather
+            # than build the frames apart and copy them over.
+            while pos < n:
+                size = min(step, n - pos)
+                out += _pack(VERSION, _DATA, 0, stream_id, size)
+                out += view[pos : pos + size]
+                pos += size
+            return n
         count = (n + step - 1) // step
         # One allocation of the exact size: growing a buffer frame by frame costs more.
         frames = bytearray(n + count * HEADER_SIZE)
-        view = memoryview(data)
-        pos = 0
         at = 0
         while pos < n:
             size = min(step, n - pos)
@@ -266,10 +277,7 @@ class YamuxSession:
             frames[at : at + size] = view[pos : pos + size]
             at += size
             pos += size
-        if self._out:
-            self._out += frames
-        else:
-            self._out = frames
+        self._out = frames
         return n
 
     def send_eof(self, stream_id: int) -> None:

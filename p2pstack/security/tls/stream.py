@@ -170,8 +170,10 @@ class TlsStream(SecureStream):
                     raise
 
     def _take_unsent(self) -> bytes:
+        """The unsent ciphertext, detached (send_nowait starts a new buffer): sent as it is,
+        a bytearray, which every raw stream takes as bytes-like."""
         unsent, self._unsent = self._unsent, None
-        return bytes(unsent) if unsent else b""
+        return unsent if unsent else b""  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ sending
 
@@ -199,9 +201,7 @@ class TlsStream(SecureStream):
                         view = view[SEND_CHUNK:]
                         if chunk:
                             write_all(self._conn, chunk)
-                        out = take(self._conn)
-                        if out:
-                            await self._raw.send(out)
+                        await self._send_ciphertext()
                         if not view:
                             return
                 except anyio.get_cancelled_exc_class():
@@ -213,6 +213,18 @@ class TlsStream(SecureStream):
                 except anyio.BrokenResourceError:
                     self._send_broken = True
                     raise
+
+    async def _send_ciphertext(self) -> None:
+        """Write the ciphertext OpenSSL produced (the write lock is held): what the socket
+        takes at once goes from the shared scratch buffer; only a remainder is copied."""
+        out = take_view(self._conn)
+        if not out:
+            return
+        sent = self._try_send(out) if self._try_send is not None else 0
+        if sent < len(out):
+            await self._raw.send(bytes(out[sent:]))
+        else:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> bool:
         """Encrypt ``data`` and write what the socket accepts now, without waiting.
