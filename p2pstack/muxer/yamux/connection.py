@@ -37,7 +37,10 @@ RECEIVE_SIZE = 256 * 1024
 
 
 class YamuxConnection(MuxedConnection):
-    """A yamux session over ``secure``. Start it with ``await tg.start(conn.run)``."""
+    """A yamux session over ``secure``. Start it with ``tg.start_soon(conn.run)`` (or
+    ``await tg.start(conn.run)``); it can be used before it first runs: frames queued
+    meanwhile are written at once when the secure stream takes them, else by the writer
+    task once it runs."""
 
     def __init__(
         self, secure: anyio.abc.ByteStream, is_client: bool, session: YamuxSession | None = None
@@ -55,6 +58,9 @@ class YamuxConnection(MuxedConnection):
         self._error: BaseException | None = None
         self._send_lock = anyio.Lock()
         self._writing = False
+        # An immediate write went out since the writer task last ran or data last came
+        # in (see _wake_writer).
+        self._batching = False
         # The Noise stream's non-blocking write path, when the secure stream has one.
         self._send_nowait: Callable[[bytearray], bool] | None = getattr(secure, "send_nowait", None)
         self._flush_secure: Callable[[], Awaitable[None]] | None = getattr(secure, "flush", None)
@@ -159,6 +165,7 @@ class YamuxConnection(MuxedConnection):
         try:
             while True:
                 data = await (receive_view() if receive_view is not None else receive(RECEIVE_SIZE))
+                self._batching = False
                 events = core.receive_data(data)
                 if events:
                     self._dispatch(events)
@@ -187,6 +194,7 @@ class YamuxConnection(MuxedConnection):
         unsent = self._unsent
         try:
             while True:
+                self._batching = False
                 if core.bytes_to_send or unsent():
                     self._writing = True
                     try:
@@ -324,18 +332,26 @@ class YamuxConnection(MuxedConnection):
 
     def _wake_writer(self) -> None:
         """Get what the session queued on its way: written at once when the secure stream
-        can take it without waiting (no task switch), else by the writer task."""
+        can take it without waiting (no task switch), else by the writer task.
+
+        After such a write, the next ones wait for the writer task (one task switch), and
+        what tasks queue until it runs goes out in its one write; the next immediate write
+        comes once the writer task ran or the peer sent something. So a reply (a ping's,
+        say) goes out at once, while many streams busy at once (each opening, sending,
+        closing) share writes instead of waking the peer once per frame."""
         nowait = self._send_nowait
         if nowait is not None and not self._writing and not self._closed:
             core = self._core
             if not core.bytes_to_send:
                 return
-            try:
-                if nowait(core.data_to_send()):
+            if not self._batching:
+                try:
+                    if nowait(core.data_to_send()):
+                        self._batching = True
+                        return
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    self._write_failed(exc)
                     return
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                self._write_failed(exc)
-                return
         waiter = self._write_waiter
         if waiter is not None:
             self._write_waiter = None
