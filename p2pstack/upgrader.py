@@ -50,7 +50,7 @@ class Upgrader:
 
     async def upgrade_inbound(self, raw: anyio.abc.ByteStream) -> MuxedConnection:
         try:
-            proto, stream = await select_inbound(raw, list(self.security))
+            proto, stream = await select_inbound(raw, list(self.security), answer_at_once=True)
             secure = await self.security[proto].secure_inbound(stream, list(self.muxers))
             return await self._mux(secure, False)
         except BaseException:

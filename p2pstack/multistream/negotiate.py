@@ -13,7 +13,7 @@ unknown state, to be closed or reset by its owner.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -41,14 +41,21 @@ async def _receive_for(stream: ByteStream, negotiation: Negotiation) -> None:
         raise
 
 
-async def _run(stream: ByteStream, negotiation: Negotiation) -> ByteStream:
+async def _run(
+    stream: ByteStream,
+    negotiation: Negotiation,
+    receive: Callable[[], Awaitable[None]] | None = None,
+) -> ByteStream:
     while True:
         out = negotiation.data_to_send()
         if out:
             await stream.send(out)
         if negotiation.done:
             break
-        await _receive_for(stream, negotiation)
+        if receive is None:
+            await _receive_for(stream, negotiation)
+        else:
+            await receive()
     leftover = negotiation.unconsumed()
     if not leftover:
         return stream
@@ -85,7 +92,11 @@ async def select_outbound(
 
 
 async def select_inbound(
-    stream: ByteStream, supported: Callable[[str], bool] | Collection[str]
+    stream: ByteStream,
+    supported: Callable[[str], bool] | Collection[str],
+    *,
+    timeout: float | None = None,
+    answer_at_once: bool = False,
 ) -> tuple[str, ByteStream]:
     """Negotiate, as the listener, the first proposal that ``supported`` allows.
 
@@ -93,14 +104,37 @@ async def select_inbound(
     answers the ``ls`` command). Proposals we do not support are answered ``na`` until the
     dialer proposes one we do, or gives up and ends the stream (a
     :class:`RemoteProtocolError` here).
+
+    ``timeout`` bounds, in seconds from the first time we wait for the dialer, how long
+    the negotiation may wait for it (``TimeoutError`` after that). A proposal that is
+    already buffered (it came with the stream) is read without a deadline: a deadline
+    costs more than the whole negotiation on the path of every stream.
+
+    When the dialer's proposal was already buffered, our answer is normally held back and
+    sent with the caller's first write (see :class:`InboundNegotiatedStream`). With
+    ``answer_at_once`` it is held back only if the dialer sent data after its proposal
+    (so it is not waiting for the answer): a caller whose first step is to read, as a
+    security handshake's responder, must not keep a dialer that offered several
+    protocols (and so waits for our answer) waiting for it.
     """
     negotiation = ListenerNegotiation(supported)
+    deadline: float | None = None
+
+    async def receive() -> None:
+        nonlocal deadline
+        if timeout is None or getattr(stream, "has_buffered_data", False):
+            await _receive_for(stream, negotiation)
+            return
+        if deadline is None:
+            deadline = anyio.current_time() + timeout
+        with anyio.fail_after(max(deadline - anyio.current_time(), 0)):
+            await _receive_for(stream, negotiation)
+
     if getattr(stream, "has_buffered_data", False):
         # The dialer's header and proposal are already here: answer after reading them,
         # so that our header, the answer and the handler's first write go out together.
-        # (A dialer that waits for our header first never gets here with data buffered.)
         while not negotiation.done:
-            await _receive_for(stream, negotiation)
+            await receive()
             if not negotiation.done:
                 out = negotiation.data_to_send()
                 if out:
@@ -108,10 +142,13 @@ async def select_inbound(
         assert negotiation.protocol is not None
         reply = negotiation.data_to_send()
         leftover = negotiation.unconsumed()
+        if reply and answer_at_once and not leftover:
+            await stream.send(reply)
+            reply = b""
         if reply or leftover:
             return negotiation.protocol, InboundNegotiatedStream(stream, reply, leftover)
         return negotiation.protocol, stream
-    stream = await _run(stream, negotiation)
+    stream = await _run(stream, negotiation, receive)
     assert negotiation.protocol is not None
     return negotiation.protocol, stream
 
@@ -135,8 +172,11 @@ class InboundNegotiatedStream(ByteStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         leftover = self._leftover
         if leftover:
+            # No scheduler pass for bytes already here (a muxer stream returns its queued
+            # data the same way): the handler answers the dialer's first message before
+            # other tasks, such as a connection's identify, get in between.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             self._leftover = leftover[max_bytes:]
-            await anyio.lowlevel.checkpoint()
             return leftover[:max_bytes]
         if self._reply:
             await self._flush_reply()

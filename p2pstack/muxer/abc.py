@@ -42,9 +42,11 @@ class MuxedStream(anyio.abc.ByteStream):
 class MuxedConnection(ABC):
     """A multiplexed, authenticated connection to one peer.
 
-    ``run()`` serves the connection until it closes; it must be running (started with
-    ``await task_group.start(conn.run)``) for streams to move. ``aclose()`` closes the
-    connection (politely first, then by force) and makes ``run()`` return.
+    ``run()`` serves the connection until it closes; it must be running for streams to
+    move, but the connection may be used (streams opened, accepted, closed) before its
+    task first runs, so ``task_group.start_soon(conn.run)`` is enough. ``aclose()``
+    closes the connection (politely first, then by force) and makes ``run()`` return,
+    also when it had not started yet.
     """
 
     @property

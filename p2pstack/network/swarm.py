@@ -147,14 +147,26 @@ class Swarm:
         except Exception as exc:
             log.debug("inbound upgrade failed: %r", exc)
             return
-        await self._serve(muxed, "inbound")
+        try:
+            conn = self._register(muxed, "inbound")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await muxed.aclose()
+            raise
+        await self._serve(conn)
 
     async def _on_inbound_muxed(self, muxed: MuxedConnection) -> None:
         if self.connection_count >= self.max_connections:
             log.debug("refusing inbound connection: %d connections", self.connection_count)
             await muxed.aclose()
             return
-        await self._serve(muxed, "inbound")
+        try:
+            conn = self._register(muxed, "inbound")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await muxed.aclose()
+            raise
+        await self._serve(conn)
 
     # ------------------------------------------------------------------ dialing
 
@@ -217,29 +229,51 @@ class Swarm:
             except Exception as exc:
                 attempts.append((addr, exc))
                 continue
-            conn: Connection = await self._task_group().start(self._serve, muxed, "outbound")
+            try:
+                tg = self._task_group()
+                conn = self._register(muxed, "outbound")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await muxed.aclose()
+                raise
+            tg.start_soon(self._serve, conn)
             return conn
         raise DialError(peer, attempts)
 
     # ------------------------------------------------------------------ serving
 
-    async def _serve(
-        self,
-        muxed: MuxedConnection,
-        direction: Direction,
-        *,
-        task_status: anyio.abc.TaskStatus[Connection] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
+    def _register(self, muxed: MuxedConnection, direction: Direction) -> Connection:
+        """Add a new connection to the pool and announce it. The caller must then run
+        :meth:`_serve` for it, which removes it again when it ends."""
         conn = Connection(muxed, direction, anyio.current_time())
-        peer = conn.remote_peer
+        self._conns.setdefault(conn.remote_peer, []).append(conn)
+        self._publish(ConnectionOpened(conn))
+        try:
+            for callback in self.on_connection:
+                callback(conn)
+        except BaseException:
+            self._unregister(conn)
+            raise
+        return conn
+
+    def _unregister(self, conn: Connection) -> None:
+        conns = self._conns.get(conn.remote_peer)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self._conns[conn.remote_peer]
+            self._publish(ConnectionClosed(conn))
+            for callback in self.on_disconnection:
+                callback(conn)
+
+    async def _serve(self, conn: Connection) -> None:
+        # The muxer's run() is started with start_soon, not start(): a connection can be
+        # used (streams opened and accepted) before its tasks first run, and nursery.start
+        # costs a few scheduler passes on the way to the first stream of every connection.
+        muxed = conn.muxed
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(muxed.run)
-                self._conns.setdefault(peer, []).append(conn)
-                self._publish(ConnectionOpened(conn))
-                for callback in self.on_connection:
-                    callback(conn)
-                task_status.started(conn)
+                tg.start_soon(muxed.run)
                 while True:
                     try:
                         stream = await muxed.accept_stream()
@@ -248,14 +282,7 @@ class Swarm:
                     tg.start_soon(self._stream_handler, conn, stream)
                 tg.cancel_scope.cancel()
         finally:
-            conns = self._conns.get(peer)
-            if conns is not None and conn in conns:
-                conns.remove(conn)
-                if not conns:
-                    del self._conns[peer]
-                self._publish(ConnectionClosed(conn))
-                for callback in self.on_disconnection:
-                    callback(conn)
+            self._unregister(conn)
             with anyio.CancelScope(shield=True):
                 await muxed.aclose()
 

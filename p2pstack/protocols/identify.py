@@ -136,9 +136,14 @@ async def read_identify(stream: anyio.abc.ByteStream) -> IdentifyInfo:
 async def read_identify_push(stream: anyio.abc.ByteStream) -> IdentifyInfo | None:
     """Like :func:`read_identify`, but a stream that ends before its first byte gives
     ``None``: a push cut short by the pusher's shutdown is no protocol error."""
+    return parse_identify(await read_identify_messages(stream))
+
+
+async def read_identify_messages(stream: anyio.abc.ByteStream) -> list[bytes]:
+    """The encoded messages of an identify stream, read until EOF, unparsed (see
+    :func:`parse_identify`)."""
     decoder = LengthPrefixedDecoder(MAX_MESSAGE_SIZE)
-    info = IdentifyInfo()
-    count = 0
+    bodies: list[bytes] = []
     while True:
         try:
             data = await stream.receive()
@@ -146,13 +151,22 @@ async def read_identify_push(stream: anyio.abc.ByteStream) -> IdentifyInfo | Non
             break
         decoder.feed(data)
         while (body := decoder.next_message()) is not None:
-            count += 1
-            if count > MAX_MESSAGES:
+            if len(bodies) == MAX_MESSAGES:
                 raise RemoteProtocolError("too many identify messages on one stream")
-            merge_identify(info, body)
+            bodies.append(body)
     if len(decoder):
         raise RemoteProtocolError("identify stream ended inside a message")
-    return info if count else None
+    return bodies
+
+
+def parse_identify(bodies: list[bytes]) -> IdentifyInfo | None:
+    """Merge the messages of one identify stream (``None`` when there were none)."""
+    if not bodies:
+        return None
+    info = IdentifyInfo()
+    for body in bodies:
+        merge_identify(info, body)
+    return info
 
 
 async def write_identify(stream: anyio.abc.ByteStream, body: bytes) -> None:

@@ -135,6 +135,28 @@ async def test_identify_and_push(pair: tuple[Host, Host]) -> None:
             await anyio.sleep(0)
 
 
+async def test_ping_right_after_connect_goes_ahead_of_identify(
+    pair: tuple[Host, Host], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The application's first stream (here ping's) opens before identify's does: its
+    # stream id is the first one of the connection, and identify still completes.
+    server, client = pair
+    stream_ids: list[int] = []
+    ping_once = ping.ping_once
+
+    async def recording_ping_once(stream: anyio.abc.ByteStream) -> float:
+        inner = getattr(stream, "inner", stream)  # the lazily negotiated yamux stream
+        stream_ids.append(inner.stream_id)
+        return await ping_once(stream)
+
+    monkeypatch.setattr(ping, "ping_once", recording_ping_once)
+    with anyio.fail_after(10):
+        peer = await client.connect(server.addrs[0])
+        await client.ping(peer)
+        assert stream_ids == [1]
+        assert (await client.identify(peer)).peer_id == server.peer_id
+
+
 async def test_ping_inbound_stream_limit(pair: tuple[Host, Host]) -> None:
     server, client = pair
     with anyio.fail_after(10):

@@ -1,3 +1,6 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import anyio
 import pytest
 from anyio.abc import ByteStream
@@ -10,6 +13,7 @@ from p2pstack.multistream import (
     select_inbound,
     select_outbound,
 )
+from p2pstack.muxer.yamux.connection import YamuxConnection
 from p2pstack.testing import memory_stream_pair
 
 pytestmark = pytest.mark.anyio
@@ -245,3 +249,67 @@ async def test_lazy_stream_forwards_eof_and_close() -> None:
         await stream.aclose()
         with pytest.raises(anyio.BrokenResourceError):
             await b.send(b"x")
+
+
+@asynccontextmanager
+async def yamux_stream_pair() -> AsyncIterator[tuple[ByteStream, ByteStream]]:
+    """An outbound and the matching inbound yamux stream: an inbound stream knows whether
+    data is already buffered (``has_buffered_data``), as in a host."""
+    raw_client, raw_server = memory_stream_pair()
+    client = YamuxConnection(raw_client, True)
+    server = YamuxConnection(raw_server, False)
+    async with anyio.create_task_group() as tg:
+        await tg.start(client.run)
+        await tg.start(server.run)
+        try:
+            opened = await client.open_stream()  # sends the SYN
+            accepted = await server.accept_stream()
+            yield opened, accepted
+        finally:
+            await client.aclose()
+            await server.aclose()
+
+
+async def test_inbound_timeout_spares_a_proposal_already_buffered() -> None:
+    async with yamux_stream_pair() as (dialer, listener):
+        await dialer.send(HEADER + encode_message("/x") + b"data")
+        await anyio.wait_all_tasks_blocked()
+        # Everything is here: no waiting, so even a zero timeout does not fire.
+        protocol, stream = await select_inbound(listener, {"/x"}, timeout=0)
+        assert protocol == "/x"
+        assert await stream.receive() == b"data"
+
+
+async def test_inbound_timeout_ends_a_stalled_negotiation() -> None:
+    async with yamux_stream_pair() as (dialer, listener):
+        await dialer.send(HEADER + b"\x03/x")  # half a proposal, then nothing
+        await anyio.wait_all_tasks_blocked()
+        start = anyio.current_time()
+        with pytest.raises(TimeoutError):
+            await select_inbound(listener, {"/x"}, timeout=0.05)
+        assert anyio.current_time() - start >= 0.05
+
+
+async def test_answer_at_once_for_a_dialer_that_waits_for_it() -> None:
+    async with yamux_stream_pair() as (dialer, listener):
+        await dialer.send(HEADER + encode_message("/x"))  # several choices: it waits
+        await anyio.wait_all_tasks_blocked()
+        protocol, _ = await select_inbound(listener, {"/x"}, answer_at_once=True)
+        assert protocol == "/x"
+        # The answer is on its way although the listener has written nothing yet.
+        expected = HEADER + encode_message("/x")
+        assert await read_until(dialer, len(expected)) == expected
+
+
+async def test_answer_held_back_when_the_dialer_sent_data_after_its_proposal() -> None:
+    async with yamux_stream_pair() as (dialer, listener):
+        await dialer.send(HEADER + encode_message("/x") + b"hello")
+        await anyio.wait_all_tasks_blocked()
+        protocol, stream = await select_inbound(listener, {"/x"}, answer_at_once=True)
+        assert protocol == "/x"
+        await anyio.wait_all_tasks_blocked()
+        assert not dialer.has_buffered_data  # type: ignore[attr-defined]
+        assert await stream.receive() == b"hello"
+        await stream.send(b"world")  # the answer goes out with the first write
+        expected = HEADER + encode_message("/x") + b"world"
+        assert await read_until(dialer, len(expected)) == expected
