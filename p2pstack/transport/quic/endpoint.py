@@ -126,8 +126,10 @@ class QuicEndpoint:
             while not self._stopping:
                 if self._dirty:
                     if self._received:
-                        # The tasks that what came in woke write their answers first.
+                        # The tasks that what came in woke write their answers first. Two
+                        # passes: trio may run this task ahead of them in the first.
                         self._received = False
+                        await anyio.lowlevel.cancel_shielded_checkpoint()
                         await anyio.lowlevel.cancel_shielded_checkpoint()
                     self._transmit_dirty()
                     if self._stopping:
