@@ -147,26 +147,14 @@ class Swarm:
         except Exception as exc:
             log.debug("inbound upgrade failed: %r", exc)
             return
-        try:
-            conn = self._register(muxed, "inbound")
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await muxed.aclose()
-            raise
-        await self._serve(conn)
+        await self._serve(await self._adopt(muxed, "inbound"))
 
     async def _on_inbound_muxed(self, muxed: MuxedConnection) -> None:
         if self.connection_count >= self.max_connections:
             log.debug("refusing inbound connection: %d connections", self.connection_count)
             await muxed.aclose()
             return
-        try:
-            conn = self._register(muxed, "inbound")
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await muxed.aclose()
-            raise
-        await self._serve(conn)
+        await self._serve(await self._adopt(muxed, "inbound"))
 
     # ------------------------------------------------------------------ dialing
 
@@ -229,18 +217,23 @@ class Swarm:
             except Exception as exc:
                 attempts.append((addr, exc))
                 continue
-            try:
-                tg = self._task_group()
-                conn = self._register(muxed, "outbound")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await muxed.aclose()
-                raise
-            tg.start_soon(self._serve, conn)
+            conn = await self._adopt(muxed, "outbound")
+            self._task_group().start_soon(self._serve, conn)
             return conn
         raise DialError(peer, attempts)
 
     # ------------------------------------------------------------------ serving
+
+    async def _adopt(self, muxed: MuxedConnection, direction: Direction) -> Connection:
+        """:meth:`_register` ``muxed`` while the swarm runs; if it is not running, or a
+        callback fails, the muxed connection is closed and the error raised."""
+        try:
+            self._task_group()
+            return self._register(muxed, direction)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await muxed.aclose()
+            raise
 
     def _register(self, muxed: MuxedConnection, direction: Direction) -> Connection:
         """Add a new connection to the pool and announce it. The caller must then run

@@ -12,7 +12,7 @@ at the connection's and endpoint's private tables.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -117,15 +117,22 @@ async def echo_once(stream: MuxedStream) -> None:
     await stream.aclose()
 
 
-async def serve_echo(conn: MuxedConnection) -> None:
-    """Echo every inbound stream of ``conn`` until the connection ends."""
+async def serve_streams(
+    conn: MuxedConnection, handle: Callable[[MuxedStream], Awaitable[None]]
+) -> None:
+    """Run ``handle`` on every inbound stream of ``conn`` until the connection ends."""
     async with anyio.create_task_group() as tg:
         while True:
             try:
                 stream = await conn.accept_stream()
             except anyio.EndOfStream:
                 return
-            tg.start_soon(echo_once, stream)
+            tg.start_soon(handle, stream)
+
+
+async def serve_echo(conn: MuxedConnection) -> None:
+    """Echo every inbound stream of ``conn`` until the connection ends."""
+    await serve_streams(conn, echo_once)
 
 
 async def echo_through(conn: MuxedConnection, data: bytes) -> bytes:
@@ -369,15 +376,6 @@ async def test_finished_streams_leave_no_state(anyio_backend: str) -> None:
     limit = 4
     endings = ["eof-both-ways", "opener-closes", "opener-resets", "acceptor-resets"]
 
-    async def serve(conn: MuxedConnection) -> None:
-        async with anyio.create_task_group() as tg:
-            while True:
-                try:
-                    stream = await conn.accept_stream()
-                except anyio.EndOfStream:
-                    return
-                tg.start_soon(answer, stream)
-
     async def answer(stream: MuxedStream) -> None:
         try:
             data = await stream.receive()
@@ -407,7 +405,7 @@ async def test_finished_streams_leave_no_state(anyio_backend: str) -> None:
 
     with anyio.fail_after(15):
         async with connect(server_options={"max_inbound_streams": limit}) as link:
-            link.tg.start_soon(serve, link.server)
+            link.tg.start_soon(serve_streams, link.server, answer)
             for i in range(60):
                 await one(link.client, endings[i % len(endings)])
             for conn in (link.client, link.server):
@@ -442,17 +440,9 @@ async def test_streams_beyond_the_inbound_limit_wait(anyio_backend: str) -> None
         await release.wait()
         await echo_once(stream)
 
-    async def serve(conn: MuxedConnection, tg: anyio.abc.TaskGroup) -> None:
-        while True:
-            try:
-                stream = await conn.accept_stream()
-            except anyio.EndOfStream:
-                return
-            tg.start_soon(held_echo, stream)
-
     with anyio.fail_after(10):
         async with connect(server_options={"max_inbound_streams": limit}) as link:
-            link.tg.start_soon(serve, link.server, link.tg)
+            link.tg.start_soon(serve_streams, link.server, held_echo)
             async with anyio.create_task_group() as tg:
                 for i in range(count):
                     tg.start_soon(client_stream, i, link.client)
