@@ -13,7 +13,7 @@ def measure(size: int = 256 << 20, rounds: int = 3, backend: str = "trio") -> di
     p2p_down: list[float] = []
     raw_up: list[float] = []
     raw_down: list[float] = []
-    with p2pstack_listener(backend) as (_, addr), raw_listener() as (_, port):
+    with p2pstack_listener(backend) as (_, addr), raw_listener(backend) as (_, port):
         perf = [PYTHON, "-m", "p2pstack.cli", "--backend", backend, "perf", addr, "--json"]
         raw = [PYTHON, "-m", "bench.raw_tcp", "client", port]
         for _ in range(rounds):  # interleaved, so that machine noise hits both alike
@@ -24,7 +24,7 @@ def measure(size: int = 256 << 20, rounds: int = 3, backend: str = "trio") -> di
                     ]
                 )
             )
-            raw_up.append(float(run_json([*raw, str(size), "0"])["mib_per_s"]))
+            raw_up.append(float(run_json([*raw, str(size), "0", backend])["mib_per_s"]))
             p2p_down.append(
                 float(
                     run_json([*perf, "--upload-bytes", "0", "--download-bytes", str(size)])[
@@ -32,7 +32,7 @@ def measure(size: int = 256 << 20, rounds: int = 3, backend: str = "trio") -> di
                     ]
                 )
             )
-            raw_down.append(float(run_json([*raw, "0", str(size)])["mib_per_s"]))
+            raw_down.append(float(run_json([*raw, "0", str(size), backend])["mib_per_s"]))
     result = {
         "p2pstack_upload_mib_s": statistics.median(p2p_up),
         "p2pstack_download_mib_s": statistics.median(p2p_down),

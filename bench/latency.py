@@ -31,10 +31,10 @@ async def _p2pstack(addr: str, connections: int, pings: int) -> tuple[list[float
 
 
 def measure(connections: int = 20, pings: int = 100, backend: str = "trio") -> dict[str, float]:
-    with p2pstack_listener(backend) as (_, addr), raw_listener() as (_, port):
+    with p2pstack_listener(backend) as (_, addr), raw_listener(backend) as (_, port):
         handshakes, rtts = anyio.run(_p2pstack, addr, connections, pings, backend=backend)
         raw = subprocess.run(
-            [PYTHON, "-m", "bench.raw_tcp", "ping", port, str(pings)],
+            [PYTHON, "-m", "bench.raw_tcp", "ping", port, str(pings), backend],
             capture_output=True,
             text=True,
             check=True,

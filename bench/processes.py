@@ -38,8 +38,11 @@ def p2pstack_listener(
     return process([PYTHON, "-m", "p2pstack.cli", "--backend", backend, "listen"])
 
 
-def raw_listener() -> contextlib.AbstractContextManager[tuple[subprocess.Popen[str], str]]:
-    return process([PYTHON, "-m", "bench.raw_tcp", "serve"])
+def raw_listener(
+    backend: str = "trio",
+) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[str], str]]:
+    """A raw anyio TCP peer (bench.raw_tcp) on the same backend as the p2pstack side."""
+    return process([PYTHON, "-m", "bench.raw_tcp", "serve", backend])
 
 
 def run_json(args: list[str]) -> dict[str, Any]:

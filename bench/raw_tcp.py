@@ -1,6 +1,8 @@
 """Baseline peer: a raw anyio TCP socket pair doing what /perf/1.0.0 does, unencrypted and
-unmultiplexed. ``python -m bench.raw_tcp serve`` prints its port; ``... client PORT UP DOWN``
-prints the JSON result. It also answers 32-byte pings for the latency baseline."""
+unmultiplexed. ``python -m bench.raw_tcp serve BACKEND`` prints its port;
+``... client PORT UP DOWN BACKEND`` prints the JSON result. It also answers 32-byte pings for the
+latency baseline (``... ping PORT COUNT BACKEND``). BACKEND is the anyio backend (trio or asyncio)
+of the p2pstack side being compared, so that both sides of a ratio pay the same event loop."""
 
 from __future__ import annotations
 
@@ -98,10 +100,10 @@ async def ping(port: int, count: int) -> None:
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1]
+    mode, *args, backend = sys.argv[1:]
     if mode == "serve":
-        anyio.run(serve)
+        anyio.run(serve, backend=backend)
     elif mode == "client":
-        anyio.run(client, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        anyio.run(client, int(args[0]), int(args[1]), int(args[2]), backend=backend)
     else:
-        anyio.run(ping, int(sys.argv[2]), int(sys.argv[3]))
+        anyio.run(ping, int(args[0]), int(args[1]), backend=backend)

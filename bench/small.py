@@ -67,11 +67,11 @@ async def _in_process(round_trips: int, streams: int) -> tuple[float, float]:
 def measure(
     round_trips: int = 10_000, streams: int = 1_000, backend: str = "trio"
 ) -> dict[str, float]:
-    with p2pstack_listener(backend) as (_, addr), raw_listener() as (_, port):
+    with p2pstack_listener(backend) as (_, addr), raw_listener(backend) as (_, port):
         rps, sps = anyio.run(_run, addr, round_trips, streams, backend=backend)
         in_rps, in_sps = anyio.run(_in_process, round_trips, streams, backend=backend)
         raw = subprocess.run(
-            [PYTHON, "-m", "bench.raw_tcp", "ping", port, str(round_trips)],
+            [PYTHON, "-m", "bench.raw_tcp", "ping", port, str(round_trips), backend],
             capture_output=True,
             text=True,
             check=True,
