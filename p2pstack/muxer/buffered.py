@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from p2pstack import lowlevel
 from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import StreamReset
 from p2pstack.muxer.abc import MuxedStream
@@ -35,8 +36,10 @@ class BufferedStream(MuxedStream):
         self._closed = False
         self._reset: StreamReset | None = None
         self._broken: BaseException | None = None
-        self._receive_waiter: anyio.Event | None = None
-        self._send_waiter: anyio.Event | None = None
+        ll = self._lowlevel = lowlevel.current()
+        # The stream's reader and its sender each wait here (one task at a time apiece).
+        self._receive_parker = ll.parker()
+        self._send_parker = ll.parker()
         self._receiving = False
         self._sending = False
         self.protocol: str | None = None
@@ -70,16 +73,10 @@ class BufferedStream(MuxedStream):
         self._wake_sender()
 
     def _wake_receiver(self) -> None:
-        waiter = self._receive_waiter
-        if waiter is not None:
-            self._receive_waiter = None
-            waiter.set()
+        self._receive_parker.unpark()
 
     def _wake_sender(self) -> None:
-        waiter = self._send_waiter
-        if waiter is not None:
-            self._send_waiter = None
-            waiter.set()
+        self._send_parker.unpark()
 
     # ------------------------------------------------------------------ receiving
 
@@ -109,8 +106,7 @@ class BufferedStream(MuxedStream):
                 if self._broken is not None:
                     raise anyio.BrokenResourceError("connection lost") from self._broken
                 self._before_wait()
-                waiter = self._receive_waiter = anyio.Event()
-                await waiter.wait()
+                await self._receive_parker.park()
             chunk = chunks[0]
             if len(chunk) <= max_bytes:
                 chunks.popleft()

@@ -17,6 +17,7 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from multiaddr import Multiaddr
 
+from p2pstack import lowlevel
 from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import ConfigError
 from p2pstack.transport.abc import ConnectionHandler, Listener, Transport
@@ -85,6 +86,7 @@ class TcpStream(anyio.abc.ByteStream):
         self._closed = False
         self._eof_sent = False
         self._drained = False
+        self._lowlevel = lowlevel.current()
         self._send_guard = anyio.ResourceGuard("sending to")
         self._receive_guard = anyio.ResourceGuard("receiving from")
         remote = socket_multiaddr(sock.getpeername())
@@ -126,7 +128,8 @@ class TcpStream(anyio.abc.ByteStream):
 
     async def receive_into(self, buffer: memoryview) -> int:
         """Receive into ``buffer``; returns the byte count (never 0: EOF raises)."""
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        ll = self._lowlevel
+        await ll.checkpoint_if_cancelled()
         sock = self._sock
         waited = False
         with self._receive_guard:
@@ -135,7 +138,7 @@ class TcpStream(anyio.abc.ByteStream):
             if self._drained:
                 # The last receive emptied the socket: wait before trying, which saves
                 # a recv that would almost surely fail (a syscall per message).
-                await anyio.wait_readable(sock)
+                await ll.wait_readable(sock)
                 waited = True
             while True:
                 if self._closed:
@@ -143,7 +146,7 @@ class TcpStream(anyio.abc.ByteStream):
                 try:
                     n = sock.recv_into(buffer)
                 except BlockingIOError:
-                    await anyio.wait_readable(sock)
+                    await ll.wait_readable(sock)
                     waited = True
                     continue
                 except OSError as exc:
@@ -152,7 +155,7 @@ class TcpStream(anyio.abc.ByteStream):
                     raise anyio.EndOfStream
                 self._drained = n < len(buffer)
                 if not waited:
-                    await anyio.lowlevel.cancel_shielded_checkpoint()
+                    await ll.cancel_shielded_checkpoint()
                 return n
 
     def _check_writable(self) -> None:
@@ -171,7 +174,8 @@ class TcpStream(anyio.abc.ByteStream):
             raise self._broken(exc) from exc
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        ll = self._lowlevel
+        await ll.checkpoint_if_cancelled()
         view = memoryview(item)
         sock = self._sock
         with self._send_guard:
@@ -181,7 +185,7 @@ class TcpStream(anyio.abc.ByteStream):
                 try:
                     n = sock.send(view)
                 except BlockingIOError:
-                    await anyio.wait_writable(sock)
+                    await ll.wait_writable(sock)
                     waited = True
                     self._check_writable()
                     continue
@@ -189,7 +193,7 @@ class TcpStream(anyio.abc.ByteStream):
                     raise self._broken(exc) from exc
                 view = view[n:]
             if not waited:
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                await ll.cancel_shielded_checkpoint()
 
     async def send_eof(self) -> None:
         await anyio.lowlevel.checkpoint()

@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from p2pstack import lowlevel
 from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import LocalProtocolError, RemoteProtocolError, StreamReset
 from p2pstack.muxer.abc import MuxedConnection, MuxedStream, StreamMuxer
@@ -51,7 +52,8 @@ class YamuxConnection(MuxedConnection):
         send, receive = anyio.create_memory_object_stream[YamuxStream](ACCEPT_BACKLOG)
         self._accept_send: MemoryObjectSendStream[YamuxStream] = send
         self._accept_receive: MemoryObjectReceiveStream[YamuxStream] = receive
-        self._write_waiter: anyio.Event | None = None
+        self._lowlevel = lowlevel.current()
+        self._write_parker = self._lowlevel.parker()  # the writer task waits here
         self._room_waiter: anyio.Event | None = None
         self._open_waiter: anyio.Event | None = None
         self._closed = False
@@ -209,8 +211,7 @@ class YamuxConnection(MuxedConnection):
                         self._writing = False
                     continue
                 self._wake_room()
-                waiter = self._write_waiter = anyio.Event()
-                await waiter.wait()
+                await self._write_parker.park()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             self._write_failed(exc)
 
@@ -352,20 +353,14 @@ class YamuxConnection(MuxedConnection):
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                     self._write_failed(exc)
                     return
-        waiter = self._write_waiter
-        if waiter is not None:
-            self._write_waiter = None
-            waiter.set()
+        self._write_parker.unpark()
 
     def _flush_before_wait(self) -> None:
         if self._core.bytes_to_send:
             self._wake_writer()
 
     def _wake_writer_task(self) -> None:
-        waiter = self._write_waiter
-        if waiter is not None:
-            self._write_waiter = None
-            waiter.set()
+        self._write_parker.unpark()
 
     def _wake_room(self) -> None:
         waiter = self._room_waiter

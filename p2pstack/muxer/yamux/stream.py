@@ -62,7 +62,7 @@ class YamuxStream(BufferedStream):
             raise anyio.BusyResourceError("sending to")
         self._sending = True
         try:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._lowlevel.checkpoint_if_cancelled()
             view = memoryview(item)
             conn = self._conn
             gave_way = False
@@ -75,13 +75,12 @@ class YamuxStream(BufferedStream):
                     view = view[n:]
                     gave_way |= await conn._wait_writer_room()
                 else:
-                    waiter = self._send_waiter = anyio.Event()
-                    await waiter.wait()
+                    await self._send_parker.park()
                     gave_way = True
             if not gave_way and len(item) >= YIELD_AFTER:
                 # A bulk sender whose data all went out at once still lets others run;
                 # a small message skips the scheduler round trip (it matters for latency).
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                await self._lowlevel.cancel_shielded_checkpoint()
         finally:
             self._sending = False
 

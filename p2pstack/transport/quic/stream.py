@@ -87,7 +87,7 @@ class QuicStream(BufferedStream):
             raise anyio.BusyResourceError("sending to")
         self._sending = True
         try:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._lowlevel.checkpoint_if_cancelled()
             view = memoryview(item)
             conn = self._conn
             waited = False
@@ -100,9 +100,8 @@ class QuicStream(BufferedStream):
                     conn._send(self._id, bytes(view[:room]), False)
                     view = view[room:]
                 else:
-                    waiter = self._send_waiter = anyio.Event()
                     conn._wait_for_acks(self)
-                    await waiter.wait()
+                    await self._send_parker.park()
                     waited = True
         finally:
             self._sending = False
