@@ -92,3 +92,31 @@ async def test_closing_a_socket_wakes_its_waiter_with_closed_resource_error() ->
         d.close()
     finally:
         b.close()
+
+
+async def test_task_group_runs_children_to_the_end_and_cancels() -> None:
+    done: list[int] = []
+
+    async def child(i: int) -> None:
+        await anyio.lowlevel.checkpoint()
+        done.append(i)
+
+    async with lowlevel.current().open_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(child, i)
+    assert sorted(done) == [0, 1, 2]
+
+    async with lowlevel.current().open_task_group() as tg:
+        tg.start_soon(anyio.sleep_forever)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+
+
+async def test_task_group_raises_a_childs_error_as_a_group() -> None:
+    async def fail() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ExceptionGroup) as info:
+        async with lowlevel.current().open_task_group() as tg:
+            tg.start_soon(fail)
+    assert info.group_contains(ValueError)

@@ -18,6 +18,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from multiaddr import Multiaddr
 
+from p2pstack import lowlevel
 from p2pstack.errors import ConfigError, DialError, ResourceLimitExceeded
 from p2pstack.identity import PeerID
 from p2pstack.muxer.abc import MuxedConnection, MuxedStream
@@ -265,7 +266,8 @@ class Swarm:
         # costs a few scheduler passes on the way to the first stream of every connection.
         muxed = conn.muxed
         try:
-            async with anyio.create_task_group() as tg:
+            # A task per inbound stream: spawned the backend's cheapest way.
+            async with lowlevel.current().open_task_group() as tg:
                 tg.start_soon(muxed.run)
                 while True:
                     try:
