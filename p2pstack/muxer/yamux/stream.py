@@ -100,7 +100,7 @@ class YamuxStream(BufferedStream):
             raise anyio.BrokenResourceError("connection lost") from self._broken
         self._local_ended = True
         self._conn._send_eof(self._id)
-        await anyio.lowlevel.checkpoint()
+        await self._lowlevel.checkpoint_if_cancelled()
 
     async def reset(self) -> None:
         if self._reset is None:
@@ -113,7 +113,7 @@ class YamuxStream(BufferedStream):
         peer send more after this, the stream is reset (its sends then fail), as TCP does
         for data sent to a closed socket."""
         if self._closed:
-            await anyio.lowlevel.checkpoint()
+            await self._lowlevel.checkpoint_if_cancelled()
             return
         self._closed = True
         if self._reset is None and self._broken is None:
@@ -127,4 +127,4 @@ class YamuxStream(BufferedStream):
         self._conn._forget_stream(self._id)
         self._wake_receiver()
         self._wake_sender()
-        await anyio.lowlevel.checkpoint()
+        await self._lowlevel.checkpoint_if_cancelled()
