@@ -19,6 +19,7 @@ is what :meth:`Host.identify` returns.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -62,6 +63,19 @@ IDENTIFY_TIMEOUT = 10.0
 
 def split_peer_addr(target: Multiaddr | str) -> tuple[PeerID | None, Multiaddr]:
     """``/.../p2p/<id>`` -> (PeerID, the address without /p2p)."""
+    if isinstance(target, str):
+        return _split_peer_text(target)
+    return _split_peer_addr(target)
+
+
+@functools.lru_cache(maxsize=256)
+def _split_peer_text(text: str) -> tuple[PeerID | None, Multiaddr]:
+    # A program dialing by string dials the same few strings again and again; both
+    # results are immutable, and parsing one costs ~0.1 ms.
+    return _split_peer_addr(text)
+
+
+def _split_peer_addr(target: Multiaddr | str) -> tuple[PeerID | None, Multiaddr]:
     text = str(target)
     head, sep, peer_text = text.rpartition("/p2p/")
     if sep and "/" not in peer_text:

@@ -38,9 +38,18 @@ def split_tcp_addr(addr: Multiaddr) -> tuple[str, int, str]:
 
 
 def socket_multiaddr(sockaddr: Any) -> Multiaddr:
+    """The multiaddr of a socket address, built from its binary form: parsing the text form
+    costs ~27 us, four times per connection (a zone such as ``%eth0`` is dropped)."""
     host, port = sockaddr[0], sockaddr[1]
-    family = "ip6" if ":" in host else "ip4"
-    return Multiaddr(f"/{family}/{host}/tcp/{port}")
+    if ":" in host:
+        packed = _IP6 + socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+    else:
+        packed = _IP4 + socket.inet_aton(host)
+    return Multiaddr(packed + _TCP + port.to_bytes(2, "big"))
+
+
+# Multicodec codes (single-byte varints) of the components socket_multiaddr writes.
+_IP4, _IP6, _TCP = b"\x04", b"\x29", b"\x06"
 
 
 def _close_socket(sock: socket.socket) -> None:
