@@ -18,10 +18,10 @@ from typing import Any, Protocol, cast
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Lowlevel", "Parker", "TaskSpawner", "current"]
+__all__ = ["Cancellable", "Lowlevel", "Parker", "TaskSpawner", "current"]
 
 
-class _Cancellable(Protocol):
+class Cancellable(Protocol):
     def cancel(self) -> None: ...
 
 
@@ -34,7 +34,7 @@ class TaskSpawner(Protocol):
     def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> object: ...
 
     @property
-    def cancel_scope(self) -> _Cancellable: ...
+    def cancel_scope(self) -> Cancellable: ...
 
 
 class Parker:

@@ -251,7 +251,8 @@ class TcpListener(Listener):
             await handler(stream)
 
         sock = self._sock
-        async with anyio.create_task_group() as tg:
+        # A task per connection: spawned the backend's cheapest way.
+        async with lowlevel.current().open_task_group() as tg:
             task_status.started()
             while not self._closed:
                 try:

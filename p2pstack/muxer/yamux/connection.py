@@ -72,7 +72,7 @@ class YamuxConnection(MuxedConnection):
             else (lambda: 0)
         )
         self._ping_waiters: dict[int, anyio.Event] = {}
-        self._cancel: anyio.CancelScope | None = None
+        self._cancel: lowlevel.Cancellable | None = None
         self.rtt: float | None = None
         attrs: dict[Any, Callable[[], Any]] = {**secure.extra_attributes}
         attrs[P2PAttribute.muxer_protocol] = lambda: PROTOCOL_ID
@@ -92,7 +92,7 @@ class YamuxConnection(MuxedConnection):
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         try:
-            async with anyio.create_task_group() as tg:
+            async with self._lowlevel.open_task_group() as tg:
                 self._cancel = tg.cancel_scope
                 tg.start_soon(self._writer)
                 tg.start_soon(self._keepalive)
