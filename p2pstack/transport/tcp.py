@@ -217,10 +217,14 @@ class TcpStream(anyio.abc.ByteStream):
             raise self._broken(exc) from exc
 
     async def aclose(self) -> None:
+        """Close the socket at once (tasks waiting on it get ClosedResourceError), then
+        yield once. Never waits and never raises a cancellation: closing is most often
+        done in a cancelled scope (``aclose_forcefully``), where raising one would cost
+        more than the close."""
         if not self._closed:
             self._closed = True
             _close_socket(self._sock)
-        await anyio.lowlevel.checkpoint()
+        await self._lowlevel.cancel_shielded_checkpoint()
 
 
 class TcpListener(Listener):
