@@ -393,3 +393,24 @@ def test_truncated_messages_wait_for_the_rest() -> None:
     assert initiator.data_to_send() == b"" and not initiator.complete
     initiator.receive_data(message2[-5:])
     assert initiator.complete
+
+
+def test_a_static_key_shared_by_handshakes_keys_each_session_apart() -> None:
+    """One StaticKey serves many handshakes (the Noise transport's way): each completes,
+    the peer sees that static key, and the sessions' keys differ (ephemeral keys)."""
+    from p2pstack.security.noise.handshake import StaticKey
+
+    static = StaticKey()
+    send_keys = set()
+    for _ in range(3):
+        initiator = NoiseHandshake(identity(), True, static_key=static)
+        responder = NoiseHandshake(identity(n=1), False)
+        pump(initiator, responder, step=7)
+        assert initiator.complete and responder.complete
+        assert responder._state.rs.public_bytes == static.public
+        assert initiator.send_key == responder.receive_key
+        send_keys.add(initiator.send_key)
+    assert len(send_keys) == 3
+    # A plain X25519 private key is still accepted and gives the same public key.
+    raw = x25519.X25519PrivateKey.generate()
+    assert StaticKey(raw).public == NoiseHandshake(identity(), True, static_key=raw)._static_public

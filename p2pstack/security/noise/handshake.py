@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from google.protobuf.message import DecodeError
-from noise.connection import Keypair, NoiseConnection
+from noise.backends.default.keypairs import KeyPair25519
+from noise.connection import NoiseConnection
 
 from p2pstack.errors import HandshakeError, InvalidKeyError, LocalProtocolError, PeerIDMismatch
 from p2pstack.identity import KeyPair, PeerID, PublicKey, decode_public_key
@@ -50,10 +51,22 @@ def encode_payload(identity: KeyPair, static_public: bytes, muxers: Sequence[str
     return msg.SerializeToString()
 
 
-def static_public_bytes(static: x25519.X25519PrivateKey) -> bytes:
-    return static.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+class StaticKey:
+    """An X25519 static key made ready once for many handshakes: its public bytes and
+    noiseprotocol's key pair (whose making derives the public key again, an X25519
+    multiplication per handshake otherwise). Immutable, so handshakes share it."""
+
+    __slots__ = ("keypair", "private", "public")
+
+    def __init__(self, private: x25519.X25519PrivateKey | None = None) -> None:
+        self.private = private if private is not None else x25519.X25519PrivateKey.generate()
+        raw = self.private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        self.keypair = KeyPair25519.from_private_bytes(raw)
+        self.public: bytes = self.keypair.public_bytes
 
 
 class NoiseHandshake:
@@ -72,7 +85,7 @@ class NoiseHandshake:
         *,
         muxers: Sequence[str] = (),
         expected_peer: PeerID | None = None,
-        static_key: x25519.X25519PrivateKey | None = None,
+        static_key: StaticKey | x25519.X25519PrivateKey | None = None,
         payload: bytes | None = None,
     ) -> None:
         if expected_peer is not None and not initiator:
@@ -81,17 +94,11 @@ class NoiseHandshake:
         self.initiator = initiator
         self.muxers = tuple(muxers)
         self.expected_peer = expected_peer
-        static = static_key or x25519.X25519PrivateKey.generate()
-        self._static_public = static_public_bytes(static)
+        static = static_key if isinstance(static_key, StaticKey) else StaticKey(static_key)
+        self._static_public = static.public
         self._noise = NoiseConnection.from_name(PROTOCOL_NAME)
-        self._noise.set_keypair_from_private_bytes(
-            Keypair.STATIC,
-            static.private_bytes(
-                serialization.Encoding.Raw,
-                serialization.PrivateFormat.Raw,
-                serialization.NoEncryption(),
-            ),
-        )
+        # What set_keypair_from_private_bytes(Keypair.STATIC, ...) stores, made once.
+        self._noise.noise_protocol.keypairs["s"] = static.keypair
         if initiator:
             self._noise.set_as_initiator()
         else:

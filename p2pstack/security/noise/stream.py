@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import anyio
 import anyio.abc
-from cryptography.hazmat.primitives.asymmetric import x25519
 
 from p2pstack.errors import HandshakeError
 from p2pstack.identity import KeyPair, PeerID
@@ -15,8 +14,8 @@ from p2pstack.multistream import unwrap
 from p2pstack.security.abc import SecureStream, SecureTransport
 from p2pstack.security.noise.handshake import (
     NoiseHandshake,
+    StaticKey,
     encode_payload,
-    static_public_bytes,
 )
 from p2pstack.security.noise.transport import NoiseDecoder, NoiseEncoder
 
@@ -167,8 +166,8 @@ class Noise(SecureTransport):
         # One static DH key per transport, like a TLS certificate: the identity signature
         # over it (and so the whole payload) is computed once instead of per handshake.
         # Forward secrecy comes from the ephemeral keys, which stay per handshake.
-        self._static = x25519.X25519PrivateKey.generate()
-        self._static_public = static_public_bytes(self._static)
+        self._static = StaticKey()
+        self._static_public = self._static.public
         self._payloads: dict[tuple[str, ...], bytes] = {}
 
     def _handshake(
