@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -25,6 +25,7 @@ from p2pstack.transport.abc import ConnectionHandler, Listener, Transport
 _HOST_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
 LISTEN_BACKLOG = 1024
 log = logging.getLogger(__name__)
+_R = TypeVar("_R", int, bytes)
 
 
 def split_tcp_addr(addr: Multiaddr) -> tuple[str, int, str]:
@@ -130,13 +131,23 @@ class TcpStream(anyio.abc.ByteStream):
         return anyio.BrokenResourceError(str(exc))
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        # Only handshakes come this way; the data path uses receive_into.
-        buffer = bytearray(max_bytes)
-        n = await self.receive_into(memoryview(buffer))
-        return bytes(memoryview(buffer)[:n])
+        # Handshakes come this way (the data path uses receive_into): recv() sizes its
+        # result to what arrived, where a zeroed max_bytes buffer (256 KiB from Noise)
+        # cost an mmap and its page faults per message.
+        sock = self._sock
+        data = await self._receive_with(lambda: sock.recv(max_bytes))
+        self._drained = len(data) < max_bytes
+        return data
 
     async def receive_into(self, buffer: memoryview) -> int:
         """Receive into ``buffer``; returns the byte count (never 0: EOF raises)."""
+        sock = self._sock
+        data = await self._receive_with(lambda: sock.recv_into(buffer))
+        self._drained = data < len(buffer)
+        return data
+
+    async def _receive_with(self, recv: Callable[[], _R]) -> _R:
+        """Run ``recv`` (one non-blocking recv call) once the socket is readable."""
         ll = self._lowlevel
         await ll.checkpoint_if_cancelled()
         sock = self._sock
@@ -147,25 +158,25 @@ class TcpStream(anyio.abc.ByteStream):
             if self._drained:
                 # The last receive emptied the socket: wait before trying, which saves
                 # a recv that would almost surely fail (a syscall per message).
+                self._drained = False
                 await ll.wait_readable(sock)
                 waited = True
             while True:
                 if self._closed:
                     raise anyio.ClosedResourceError
                 try:
-                    n = sock.recv_into(buffer)
+                    data = recv()
                 except BlockingIOError:
                     await ll.wait_readable(sock)
                     waited = True
                     continue
                 except OSError as exc:
                     raise self._broken(exc) from exc
-                if not n:
+                if not data:
                     raise anyio.EndOfStream
-                self._drained = n < len(buffer)
                 if not waited:
                     await ll.cancel_shielded_checkpoint()
-                return n
+                return data
 
     def _check_writable(self) -> None:
         if self._closed or self._eof_sent:
