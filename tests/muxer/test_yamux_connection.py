@@ -150,3 +150,51 @@ async def test_usable_before_its_tasks_first_run(anyio_backend: str) -> None:
         await client.aclose()
         await server.aclose()
         tg.cancel_scope.cancel()
+
+
+async def test_streams_that_came_before_the_end_are_still_accepted(anyio_backend: str) -> None:
+    async with connections() as (_, client, server):
+        for i in range(3):
+            stream = await client.open_stream()
+            await stream.send(b"%d" % i)
+        await anyio.wait_all_tasks_blocked()
+        await client.aclose()
+        await anyio.wait_all_tasks_blocked()
+        for i in range(3):
+            accepted = await server.accept_stream()
+            assert await accepted.receive() == b"%d" % i
+        with pytest.raises(anyio.EndOfStream):
+            await server.accept_stream()
+
+
+async def test_a_full_backlog_resets_further_streams(anyio_backend: str) -> None:
+    from p2pstack.errors import StreamReset
+    from p2pstack.muxer.yamux.connection import ACCEPT_BACKLOG
+
+    async with connections() as (_, client, server):
+        opened = []
+        for _ in range(ACCEPT_BACKLOG + 2):
+            stream = await client.open_stream()
+            await stream.send(b"x")
+            opened.append(stream)  # open_stream waits for ACKs past 256 unacknowledged
+        for stream in opened[-2:]:
+            with pytest.raises(StreamReset), anyio.fail_after(5):
+                await stream.receive()
+        for _ in range(ACCEPT_BACKLOG):
+            accepted = await server.accept_stream()
+            assert await accepted.receive() == b"x"
+        stream = await client.open_stream()  # room again
+        await stream.send(b"y")
+        accepted = await server.accept_stream()
+        assert await accepted.receive() == b"y"
+
+
+async def test_one_task_accepts_at_a_time(anyio_backend: str) -> None:
+    async with connections() as (_, client, server):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.accept_stream)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(anyio.BusyResourceError):
+                await server.accept_stream()
+            stream = await client.open_stream()
+            await stream.send(b"z")

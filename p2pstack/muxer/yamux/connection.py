@@ -9,12 +9,12 @@ so two peers sending bulk data to each other cannot deadlock.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from p2pstack import lowlevel
 from p2pstack.attributes import P2PAttribute
@@ -49,11 +49,13 @@ class YamuxConnection(MuxedConnection):
         self._secure = secure
         self._core = session if session is not None else YamuxSession(is_client)
         self._streams: dict[int, YamuxStream] = {}
-        send, receive = anyio.create_memory_object_stream[YamuxStream](ACCEPT_BACKLOG)
-        self._accept_send: MemoryObjectSendStream[YamuxStream] = send
-        self._accept_receive: MemoryObjectReceiveStream[YamuxStream] = receive
         self._lowlevel = lowlevel.current()
         self._write_parker = self._lowlevel.parker()  # the writer task waits here
+        # Inbound streams not accepted yet (at most ACCEPT_BACKLOG), and their one taker.
+        self._backlog: deque[YamuxStream] = deque()
+        self._backlog_closed = False
+        self._accept_parker = self._lowlevel.parker()
+        self._accepting = False
         self._room_waiter: anyio.Event | None = None
         self._open_waiter: anyio.Event | None = None
         self._closed = False
@@ -122,10 +124,22 @@ class YamuxConnection(MuxedConnection):
         return stream
 
     async def accept_stream(self) -> MuxedStream:
+        """The next inbound stream; streams that arrived before the connection ended are
+        still handed out, then ``EndOfStream``. One task accepts at a time (another gets
+        ``BusyResourceError``)."""
+        if self._accepting:
+            raise anyio.BusyResourceError("accepting from")
+        self._accepting = True
         try:
-            return await self._accept_receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise anyio.EndOfStream from self._error
+            await self._lowlevel.checkpoint_if_cancelled()
+            backlog = self._backlog
+            while not backlog:
+                if self._backlog_closed:
+                    raise anyio.EndOfStream from self._error
+                await self._accept_parker.park()
+            return backlog.popleft()
+        finally:
+            self._accepting = False
 
     async def ping(self) -> float:
         """Round-trip a yamux ping; returns the RTT in seconds."""
@@ -254,13 +268,13 @@ class YamuxConnection(MuxedConnection):
                 if stream is not None:
                     stream._wake_sender()
             elif isinstance(event, ev.StreamOpened):
-                stream = YamuxStream(self, event.stream_id, outbound=False)
-                try:
-                    self._accept_send.send_nowait(stream)
-                except anyio.WouldBlock:
+                if len(self._backlog) >= ACCEPT_BACKLOG or self._backlog_closed:
                     self._core.reset_stream(event.stream_id)
                 else:
+                    stream = YamuxStream(self, event.stream_id, outbound=False)
+                    self._backlog.append(stream)
                     streams[event.stream_id] = stream
+                    self._accept_parker.unpark()
             elif isinstance(event, ev.StreamEnded):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
@@ -399,7 +413,8 @@ class YamuxConnection(MuxedConnection):
         self._ping_waiters.clear()
         self._wake_open()
         self._wake_room()
-        self._accept_send.close()
+        self._backlog_closed = True
+        self._accept_parker.unpark()
 
     async def _shutdown(self) -> None:
         if not self._closed:
