@@ -32,6 +32,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream
 from multiaddr import Multiaddr
 
+from p2pstack import lowlevel
 from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import ConfigError, DialError, ProtocolNotSupported, RemoteProtocolError
 from p2pstack.host.router import ProtocolRouter, StreamHandler
@@ -125,7 +126,7 @@ class Host:
         self.swarm.on_disconnection.append(self._on_disconnection)
         self._exit: AsyncExitStack | None = None
         self._identify_cache: bytes | None = None  # our Identify, less observedAddr
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: lowlevel.TaskSpawner | None = None
         self.set_stream_handler(
             ping.PROTOCOL_ID,
             ping.handle_ping,
@@ -138,7 +139,8 @@ class Host:
 
     async def __aenter__(self) -> Host:
         async with AsyncExitStack() as stack:
-            tg = await stack.enter_async_context(anyio.create_task_group())
+            # A task per connection (identify): spawned the backend's cheapest way.
+            tg = await stack.enter_async_context(lowlevel.current().open_task_group())
             stack.callback(tg.cancel_scope.cancel)
             await tg.start(self.swarm.run)
             self._tg = tg

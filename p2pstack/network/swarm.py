@@ -69,7 +69,7 @@ class Swarm:
         self.upgrader = upgrader
         self._stream_handler = stream_handler
         self.max_connections = max_connections
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: lowlevel.TaskSpawner | None = None
         self._listeners: list[Listener | MuxedListener] = []
         self._conns: dict[PeerID, list[Connection]] = {}
         self._pending: dict[PeerID, _PendingDial] = {}
@@ -86,7 +86,8 @@ class Swarm:
     ) -> None:
         """Serve until cancelled; on the way out every listener and connection is closed."""
         try:
-            async with anyio.create_task_group() as tg:
+            # A task per connection: spawned the backend's cheapest way.
+            async with lowlevel.current().open_task_group() as tg:
                 for transport in self.transports:
                     if isinstance(transport, MuxedTransport):
                         await tg.start(transport.run)
@@ -110,7 +111,7 @@ class Swarm:
             sub.close()
         self._subscribers.clear()
 
-    def _task_group(self) -> anyio.abc.TaskGroup:
+    def _task_group(self) -> lowlevel.TaskSpawner:
         if self._tg is None:
             raise anyio.ClosedResourceError("the swarm is not running")
         return self._tg
