@@ -132,8 +132,8 @@ class TcpStream(anyio.abc.ByteStream):
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         # Handshakes come this way (the data path uses receive_into): recv() sizes its
-        # result to what arrived, where a zeroed max_bytes buffer (256 KiB from Noise)
-        # cost an mmap and its page faults per message.
+        # result to what arrived, without zeroing a max_bytes buffer (256 KiB from Noise)
+        # and copying out of it.
         sock = self._sock
         data = await self._receive_with(lambda: sock.recv(max_bytes))
         self._drained = len(data) < max_bytes
