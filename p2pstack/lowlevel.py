@@ -9,14 +9,16 @@ backend other than trio they *are* the anyio functions.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import anyio.lowlevel
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Cancellable", "Lowlevel", "Parker", "TaskSpawner", "current"]
 
@@ -65,7 +67,9 @@ class _AsyncioParker(Parker):
         self._future: asyncio.Future[None] | None = None
 
     async def park(self) -> None:
-        future = self._future = asyncio.get_running_loop().create_future()
+        # asyncio runs us, so it is imported; a trio program never imports it for us.
+        loop = sys.modules["asyncio"].get_running_loop()
+        future = self._future = loop.create_future()
         try:
             await future
         finally:
@@ -136,20 +140,28 @@ class Lowlevel:
         self.wait_writable = wait_writable
 
 
+async def _anyio_wait_readable(obj: Any) -> None:
+    await anyio.wait_readable(obj)  # looked up on use: anyio loads its socket code lazily
+
+
+async def _anyio_wait_writable(obj: Any) -> None:
+    await anyio.wait_writable(obj)
+
+
 _ANYIO = Lowlevel(
     _EventParker,
     anyio.lowlevel.checkpoint_if_cancelled,
     anyio.lowlevel.cancel_shielded_checkpoint,
-    anyio.wait_readable,
-    anyio.wait_writable,
+    _anyio_wait_readable,
+    _anyio_wait_writable,
     cast("Callable[[], AbstractAsyncContextManager[TaskSpawner]]", anyio.create_task_group),
 )
 _ASYNCIO = Lowlevel(
     _AsyncioParker,
     anyio.lowlevel.checkpoint_if_cancelled,
     anyio.lowlevel.cancel_shielded_checkpoint,
-    anyio.wait_readable,
-    anyio.wait_writable,
+    _anyio_wait_readable,
+    _anyio_wait_writable,
     cast("Callable[[], AbstractAsyncContextManager[TaskSpawner]]", anyio.create_task_group),
 )
 _TRIO: Lowlevel | None = None
@@ -225,6 +237,9 @@ def current() -> Lowlevel:
             if _TRIO is None:
                 _TRIO = _make_trio()
             return _TRIO
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return _ANYIO
     try:
         asyncio.get_running_loop()
     except RuntimeError:

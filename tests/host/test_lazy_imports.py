@@ -67,3 +67,12 @@ def test_protobuf_loads_with_the_first_connection_and_tls_with_the_first_tls_han
         "OpenSSL",
         "cryptography.x509",
     }
+
+
+def test_an_idle_trio_listener_loads_no_asyncio() -> None:
+    # p2pstack.lowlevel serves both backends; on trio it must not pull asyncio in.
+    code = textwrap.dedent(_IDLE_LISTENER).format(lazy=["asyncio"], backend="trio")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == ""
