@@ -25,6 +25,7 @@ from p2pstack.transport.abc import ConnectionHandler, Listener, Transport
 _HOST_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
 LISTEN_BACKLOG = 1024
 log = logging.getLogger(__name__)
+_A = TypeVar("_A")
 _R = TypeVar("_R", int, bytes)
 
 
@@ -134,20 +135,18 @@ class TcpStream(anyio.abc.ByteStream):
         # Handshakes come this way (the data path uses receive_into): recv() sizes its
         # result to what arrived, without zeroing a max_bytes buffer (256 KiB from Noise)
         # and copying out of it.
-        sock = self._sock
-        data = await self._receive_with(lambda: sock.recv(max_bytes))
+        data = await self._receive_with(self._sock.recv, max_bytes)
         self._drained = len(data) < max_bytes
         return data
 
     async def receive_into(self, buffer: memoryview) -> int:
         """Receive into ``buffer``; returns the byte count (never 0: EOF raises)."""
-        sock = self._sock
-        data = await self._receive_with(lambda: sock.recv_into(buffer))
+        data = await self._receive_with(self._sock.recv_into, buffer)
         self._drained = data < len(buffer)
         return data
 
-    async def _receive_with(self, recv: Callable[[], _R]) -> _R:
-        """Run ``recv`` (one non-blocking recv call) once the socket is readable."""
+    async def _receive_with(self, recv: Callable[[_A], _R], arg: _A) -> _R:
+        """``recv(arg)`` (one non-blocking recv call) once the socket is readable."""
         ll = self._lowlevel
         await ll.checkpoint_if_cancelled()
         sock = self._sock
@@ -165,7 +164,7 @@ class TcpStream(anyio.abc.ByteStream):
                 if self._closed:
                     raise anyio.ClosedResourceError
                 try:
-                    data = recv()
+                    data = recv(arg)
                 except BlockingIOError:
                     await ll.wait_readable(sock)
                     waited = True

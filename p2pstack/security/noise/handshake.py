@@ -56,11 +56,12 @@ class StaticKey:
     noiseprotocol's key pair (whose making derives the public key again, an X25519
     multiplication per handshake otherwise). Immutable, so handshakes share it."""
 
-    __slots__ = ("keypair", "private", "public")
+    __slots__ = ("keypair", "public")
 
     def __init__(self, private: x25519.X25519PrivateKey | None = None) -> None:
-        self.private = private if private is not None else x25519.X25519PrivateKey.generate()
-        raw = self.private.private_bytes(
+        if private is None:
+            private = x25519.X25519PrivateKey.generate()
+        raw = private.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),

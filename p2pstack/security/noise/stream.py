@@ -167,7 +167,6 @@ class Noise(SecureTransport):
         # over it (and so the whole payload) is computed once instead of per handshake.
         # Forward secrecy comes from the ephemeral keys, which stay per handshake.
         self._static = StaticKey()
-        self._static_public = self._static.public
         self._payloads: dict[tuple[str, ...], bytes] = {}
 
     def _handshake(
@@ -176,7 +175,7 @@ class Noise(SecureTransport):
         key = tuple(muxers)
         payload = self._payloads.get(key)
         if payload is None:
-            payload = self._payloads[key] = encode_payload(self.identity, self._static_public, key)
+            payload = self._payloads[key] = encode_payload(self.identity, self._static.public, key)
         return NoiseHandshake(
             self.identity,
             initiator,
