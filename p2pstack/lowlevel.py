@@ -110,12 +110,13 @@ class _EventParker(Parker):
 class Lowlevel:
     """The resolved primitives: ``parker()`` makes a :class:`Parker`;
     ``open_task_group()`` is ``anyio.create_task_group()`` or its trio equivalent (see
-    :class:`TaskSpawner`); the others are ``anyio.lowlevel.checkpoint_if_cancelled``,
-    ``anyio.lowlevel.cancel_shielded_checkpoint``, ``anyio.wait_readable`` and
-    ``anyio.wait_writable``."""
+    :class:`TaskSpawner`); the others are ``anyio.lowlevel.checkpoint``,
+    ``anyio.lowlevel.checkpoint_if_cancelled``, ``anyio.lowlevel.cancel_shielded_checkpoint``,
+    ``anyio.wait_readable`` and ``anyio.wait_writable``."""
 
     __slots__ = (
         "cancel_shielded_checkpoint",
+        "checkpoint",
         "checkpoint_if_cancelled",
         "open_task_group",
         "parker",
@@ -131,9 +132,11 @@ class Lowlevel:
         wait_readable: Callable[[Any], Awaitable[None]],
         wait_writable: Callable[[Any], Awaitable[None]],
         open_task_group: Callable[[], AbstractAsyncContextManager[TaskSpawner]],
+        checkpoint: Callable[[], Awaitable[None]],
     ) -> None:
         self.parker = parker
         self.open_task_group = open_task_group
+        self.checkpoint = checkpoint
         self.checkpoint_if_cancelled = checkpoint_if_cancelled
         self.cancel_shielded_checkpoint = cancel_shielded_checkpoint
         self.wait_readable = wait_readable
@@ -155,6 +158,7 @@ _ANYIO = Lowlevel(
     _anyio_wait_readable,
     _anyio_wait_writable,
     cast("Callable[[], AbstractAsyncContextManager[TaskSpawner]]", anyio.create_task_group),
+    anyio.lowlevel.checkpoint,
 )
 _ASYNCIO = Lowlevel(
     _AsyncioParker,
@@ -163,6 +167,7 @@ _ASYNCIO = Lowlevel(
     _anyio_wait_readable,
     _anyio_wait_writable,
     cast("Callable[[], AbstractAsyncContextManager[TaskSpawner]]", anyio.create_task_group),
+    anyio.lowlevel.checkpoint,
 )
 _TRIO: Lowlevel | None = None
 
@@ -220,6 +225,7 @@ def _make_trio() -> Lowlevel:
         wait_readable,
         wait_writable,
         trio.open_nursery,
+        trio_lowlevel.checkpoint,
     )
 
 

@@ -1,9 +1,10 @@
 """What a yamux stream and a QUIC stream share: data the connection queued for the reader,
 one waiting receiver and one waiting sender, the attributes, and the receive path.
 
-A subclass says what its connection needs at three points of ``receive``: before the
-reader waits (:meth:`_before_wait`), when it reads the end (:meth:`_at_end`), and after it
-took bytes (:meth:`_taken`, which hands flow-control credit back).
+A subclass says what its connection needs at four points of ``receive``: before the
+reader waits (:meth:`_before_wait`), how it waits (:meth:`_wait_for_data`), when it reads
+the end (:meth:`_at_end`), and after it took bytes (:meth:`_taken`, which hands
+flow-control credit back).
 """
 
 from __future__ import annotations
@@ -89,6 +90,21 @@ class BufferedStream(MuxedStream):
     def _taken(self, n: int, drained: bool) -> None:
         """The reader took ``n`` bytes (``drained``: nothing is left queued)."""
 
+    async def _wait_for_data(self) -> None:
+        """Wait until the connection wakes the reader (see :meth:`_has_news`)."""
+        await self._receive_parker.park()
+
+    def _has_news(self) -> bool:
+        """Whether a waiting reader has something to act on: data, the end, a reset, a
+        local close or the connection's loss."""
+        return bool(
+            self._chunks
+            or self._remote_ended
+            or self._closed
+            or self._reset is not None
+            or self._broken is not None
+        )
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._receiving:
             raise anyio.BusyResourceError("receiving from")
@@ -106,7 +122,7 @@ class BufferedStream(MuxedStream):
                 if self._broken is not None:
                     raise anyio.BrokenResourceError("connection lost") from self._broken
                 self._before_wait()
-                await self._receive_parker.park()
+                await self._wait_for_data()
             chunk = chunks[0]
             if len(chunk) <= max_bytes:
                 chunks.popleft()

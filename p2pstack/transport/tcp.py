@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -83,11 +83,13 @@ async def _connect_ip(host: str, port: int, proto: str) -> socket.socket:
 class TcpStream(anyio.abc.ByteStream):
     """A TCP connection as a ByteStream, driving the non-blocking socket directly.
 
-    Besides the ByteStream methods it offers the two the Noise channel's fast path uses:
-    ``receive_into(buffer)`` (no intermediate bytes object) and ``try_send(data)`` (write
-    what the kernel takes now, without waiting). ``aclose()`` closes the socket and wakes
-    any task waiting on it with ``ClosedResourceError``; a reset or broken connection
-    raises ``BrokenResourceError``; the peer's FIN raises ``EndOfStream``.
+    Besides the ByteStream methods it offers those the Noise channel's fast paths use:
+    ``receive_into(buffer)`` (no intermediate bytes object), ``try_send(data)`` (write
+    what the kernel takes now, without waiting), and ``receive_into_nowait(buffer)`` with
+    ``wait_readable()`` (receive only what is there; wait apart from receiving).
+    ``aclose()`` closes the socket and wakes any task waiting on it with
+    ``ClosedResourceError``; a reset or broken connection raises ``BrokenResourceError``;
+    the peer's FIN raises ``EndOfStream``.
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -149,7 +151,6 @@ class TcpStream(anyio.abc.ByteStream):
         """``recv(arg)`` (one non-blocking recv call) once the socket is readable."""
         ll = self._lowlevel
         await ll.checkpoint_if_cancelled()
-        sock = self._sock
         waited = False
         with self._receive_guard:
             if self._closed:
@@ -158,7 +159,7 @@ class TcpStream(anyio.abc.ByteStream):
                 # The last receive emptied the socket: wait before trying, which saves
                 # a recv that would almost surely fail (a syscall per message).
                 self._drained = False
-                await ll.wait_readable(sock)
+                await self._wait(ll.wait_readable)
                 waited = True
             while True:
                 if self._closed:
@@ -166,7 +167,7 @@ class TcpStream(anyio.abc.ByteStream):
                 try:
                     data = recv(arg)
                 except BlockingIOError:
-                    await ll.wait_readable(sock)
+                    await self._wait(ll.wait_readable)
                     waited = True
                     continue
                 except OSError as exc:
@@ -176,6 +177,57 @@ class TcpStream(anyio.abc.ByteStream):
                 if not waited:
                     await ll.cancel_shielded_checkpoint()
                 return data
+
+    def receive_into_nowait(self, buffer: memoryview) -> int:
+        """One non-blocking receive into ``buffer``: the byte count, 0 when nothing is
+        waiting. EOF raises ``EndOfStream``. With :meth:`wait_readable` it lets a muxer
+        read from whichever task needs the data (see the yamux shell)."""
+        with self._receive_guard:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                n = self._sock.recv_into(buffer)
+            except BlockingIOError:
+                return 0
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            if not n:
+                raise anyio.EndOfStream
+            return n
+
+    async def wait_readable(self) -> None:
+        """Wait until a receive would not block: data, EOF or an error is waiting, or
+        :meth:`interrupt_wait` was called. Consumes nothing, so a cancelled wait loses
+        nothing. ``aclose()`` ends it with ``ClosedResourceError``."""
+        with self._receive_guard:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                await self._lowlevel.wait_readable(self._sock)
+            except anyio.ClosedResourceError:
+                if self._closed:
+                    raise
+                # interrupt_wait(): return as if readable
+
+    def interrupt_wait(self) -> None:
+        """End the waits on this socket under way: :meth:`wait_readable` returns, and the
+        other waits (a blocked ``send``, say) go on waiting. The socket stays open.
+
+        This uses the event loop's close notification (``anyio.notify_closing``) without
+        closing: the loops wake the socket's waiters with ``ClosedResourceError`` and drop
+        its registration, which the next wait makes again; each wait here tells such a
+        wake-up from a real close by ``_closed``. Rare: a muxer calls it when another
+        task closes a stream whose receiver is waiting on the socket."""
+        if not self._closed:
+            anyio.notify_closing(self._sock)
+
+    async def _wait(self, wait: Callable[[socket.socket], Awaitable[None]]) -> None:
+        """``wait(sock)``, where a wake-up by :meth:`interrupt_wait` is not a close."""
+        try:
+            await wait(self._sock)
+        except anyio.ClosedResourceError:
+            if self._closed:
+                raise
 
     def _check_writable(self) -> None:
         if self._closed or self._eof_sent:
@@ -204,7 +256,7 @@ class TcpStream(anyio.abc.ByteStream):
                 try:
                     n = sock.send(view)
                 except BlockingIOError:
-                    await ll.wait_writable(sock)
+                    await self._wait(ll.wait_writable)
                     waited = True
                     self._check_writable()
                     continue

@@ -4,6 +4,17 @@ Three tasks serve a connection while :meth:`YamuxConnection.run` runs: a reader 
 the session and dispatches its events, a writer that sends whatever the session queued
 (several frames per write), and a keepalive timer. The reader never waits for the writer,
 so two peers sending bulk data to each other cannot deadlock.
+
+Reading is a role that one task holds at a time. When the secure stream can be polled
+(Noise over TCP: receive without waiting, wait apart from receiving), a stream's receiver
+that finds nothing queued takes the role itself if it is free: it waits on the socket,
+handles every frame that arrives (for all streams) and returns as soon as its own data is
+there. The reply to a request thus reaches the task that waits for it in one scheduler
+step, not two (the reader task's, then the receiver's), which is most of the cost of a
+small round trip. The reader task holds the role whenever no receiver does, so frames are
+handled while nobody reads too; it steps aside once it woke a waiting receiver, and that
+receiver calls it back on its way out. The role is never free with the reader task asleep
+for longer than one scheduler step.
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ WRITE_HIGH_WATER = 512 * 1024
 #: How long a polite close may take (flushing the GoAway) before the socket is dropped.
 CLOSE_GRACE = 2.0
 RECEIVE_SIZE = 256 * 1024
+#: Messages one turn of reading handles before it lets other tasks run.
+PUMP_MESSAGES = 64
 
 
 class YamuxConnection(MuxedConnection):
@@ -74,6 +87,15 @@ class YamuxConnection(MuxedConnection):
             else (lambda: 0)
         )
         self._ping_waiters: dict[int, anyio.Event] = {}
+        # The reading role (see the module docstring): None, self (the reader task) or
+        # the stream whose receiver reads; a read failure met by a stream's receiver is
+        # left for the reader task to handle.
+        self._pollable = bool(getattr(secure, "pollable", False))
+        self._leader: object | None = None
+        self._leader_waiting = False  # a receiver reading for its stream waits on the socket
+        self._reader_parker = self._lowlevel.parker()
+        self._read_failure: Exception | None = None
+        self._woke = False  # the last pump woke a waiting receiver
         self._cancel: lowlevel.Cancellable | None = None
         self.rtt: float | None = None
         attrs: dict[Any, Callable[[], Any]] = {**secure.extra_attributes}
@@ -173,22 +195,11 @@ class YamuxConnection(MuxedConnection):
     # ------------------------------------------------------------------ tasks
 
     async def _reader(self) -> None:
-        core = self._core
-        # A secure stream that can lend its plaintext buffer saves an allocation and a
-        # cold copy per message; the session copies out what it keeps before the next read.
-        receive_view = getattr(self._secure, "receive_view", None)
-        receive = self._secure.receive
         try:
-            while True:
-                data = await (receive_view() if receive_view is not None else receive(RECEIVE_SIZE))
-                self._batching = False
-                events = core.receive_data(data)
-                if events:
-                    self._dispatch(events)
-                if core.bytes_to_send:
-                    # Acknowledgements and pongs: let the writer task send them, after the
-                    # handlers just woken had a chance to add their replies to the write.
-                    self._wake_writer_task()
+            if self._pollable:
+                await self._read_by_turns()
+            else:
+                await self._read_always()
         except RemoteProtocolError as exc:
             log.debug("yamux peer violated the protocol: %s", exc)
             self._error = exc
@@ -202,6 +213,129 @@ class YamuxConnection(MuxedConnection):
         except Exception as exc:  # e.g. a secure channel's decryption failure
             log.debug("yamux connection failed: %r", exc)
             self._error = exc
+
+    async def _read_always(self) -> None:
+        """The reader task as the only reader (a secure stream that cannot be polled)."""
+        core = self._core
+        # A secure stream that can lend its plaintext buffer saves an allocation and a
+        # cold copy per message; the session copies out what it keeps before the next read.
+        receive_view = getattr(self._secure, "receive_view", None)
+        receive = self._secure.receive
+        while True:
+            data = await (receive_view() if receive_view is not None else receive(RECEIVE_SIZE))
+            self._batching = False
+            events = core.receive_data(data)
+            if events:
+                self._dispatch(events)
+            if core.bytes_to_send:
+                # Acknowledgements and pongs: let the writer task send them, after the
+                # handlers just woken had a chance to add their replies to the write.
+                self._wake_writer_task()
+
+    async def _read_by_turns(self) -> None:
+        """The reader task when receivers may read too: it reads while the role is free."""
+        pump = self._pump
+        wait_readable = self._secure.wait_readable  # type: ignore[attr-defined]
+        park = self._reader_parker.park
+        checkpoint = self._lowlevel.checkpoint
+        while True:
+            failure = self._read_failure
+            if failure is not None:
+                raise failure  # a receiver met it; handled by _reader like our own
+            if self._leader is not None:
+                await park()  # whoever leaves the role free wakes us
+                continue
+            self._leader = self
+            try:
+                more = pump()
+                if self._woke:
+                    # A receiver waits for what we just handed it: leave the role to it
+                    # (it reads its next reply itself); it wakes us on its way out.
+                    self._leader = None
+                    await park()
+                elif more:
+                    await checkpoint()
+                else:
+                    await wait_readable()
+            finally:
+                if self._leader is self:
+                    self._leader = None
+
+    def _pump(self) -> bool:
+        """Handle what has arrived, without waiting: up to PUMP_MESSAGES messages. Returns
+        whether it stopped at that bound (more may be waiting). Sets ``_woke`` when it
+        woke a waiting receiver. Failures of the secure stream or the session raise."""
+        receive_nowait = self._secure.receive_view_nowait  # type: ignore[attr-defined]
+        core = self._core
+        self._woke = False
+        more = True
+        try:
+            for _ in range(PUMP_MESSAGES):
+                data = receive_nowait()
+                if data is None:
+                    more = False
+                    break
+                self._batching = False
+                events = core.receive_data(data)
+                if events:
+                    self._dispatch(events)
+        finally:
+            if core.bytes_to_send:
+                # Acknowledgements and pongs: the writer task sends them, after the
+                # receivers just woken had a chance to add their replies to the write.
+                self._wake_writer_task()
+        return more
+
+    async def _await_data(self, stream: YamuxStream) -> None:
+        """Wait until ``stream`` has something for its receiver (data, its end, a reset,
+        the connection's loss): read for it when the role is free, else let the reader
+        wake it. A cancel point; cancelled, it loses nothing (reading happens between
+        waits, and what was read is queued for its stream)."""
+        if (
+            self._leader is not None
+            or not self._pollable
+            or self._closed
+            or self._read_failure is not None
+        ):
+            try:
+                await stream._receive_parker.park()
+            finally:
+                if self._leader is None:
+                    self._reader_parker.unpark()  # see _read_by_turns: it waits for this
+            return
+        self._leader = stream
+        try:
+            pump = self._pump
+            wait_readable = self._secure.wait_readable  # type: ignore[attr-defined]
+            ll = self._lowlevel
+            while True:
+                more = pump()
+                if stream._has_news():
+                    return
+                if more:
+                    await ll.checkpoint()
+                    continue
+                self._leader_waiting = True
+                try:
+                    await wait_readable()
+                finally:
+                    self._leader_waiting = False
+                if stream._has_news():  # e.g. another task closed or reset the stream
+                    return
+        except Exception as exc:
+            # The connection's failure: the reader task handles it (and fails the streams).
+            if self._read_failure is None:
+                self._read_failure = exc
+        finally:
+            self._leader = None
+            self._reader_parker.unpark()
+
+    def _wake_leader(self) -> None:
+        """End the reading receiver's wait for the socket: its stream has news (another
+        task closed or reset it). Rare, so it may cost what the common path must not."""
+        if self._leader_waiting:
+            self._leader_waiting = False
+            self._secure.interrupt_wait()  # type: ignore[attr-defined]
 
     async def _writer(self) -> None:
         core = self._core

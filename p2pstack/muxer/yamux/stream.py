@@ -39,6 +39,15 @@ class YamuxStream(BufferedStream):
         self._remote_ended = True
         self._wake_receiver()
 
+    def _wake_receiver(self) -> None:
+        if self._receiving:
+            conn = self._conn
+            if conn._leader is self:
+                conn._wake_leader()  # it waits on the socket, not on its parker
+            else:
+                conn._woke = True
+                self._receive_parker.unpark()
+
     def _on_reset(self, exc: StreamReset) -> None:
         if self._reset is None:
             self._reset = exc
@@ -52,6 +61,9 @@ class YamuxStream(BufferedStream):
     def _before_wait(self) -> None:
         # Whatever is queued (our SYN, say) must be on its way before we wait.
         self._conn._flush_before_wait()
+
+    async def _wait_for_data(self) -> None:
+        await self._conn._await_data(self)
 
     def _taken(self, n: int, drained: bool) -> None:
         self._buffered -= n

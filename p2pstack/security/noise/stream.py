@@ -43,6 +43,18 @@ class NoiseStream(SecureStream):
         self._raw = raw
         self._receive_into = getattr(raw, "receive_into", None)
         self._try_send = getattr(raw, "try_send", None)
+        self._receive_into_nowait = getattr(raw, "receive_into_nowait", None)
+        self._raw_wait_readable = getattr(raw, "wait_readable", None)
+        #: Whether :meth:`receive_view_nowait`, :meth:`wait_readable` and
+        #: :meth:`interrupt_wait` work (the raw stream can receive without waiting, and
+        #: wait apart from receiving).
+        self.pollable = (
+            self._receive_into_nowait is not None
+            and self._raw_wait_readable is not None
+            and hasattr(raw, "interrupt_wait")
+        )
+        # The last receive took less than it was offered: the socket is most likely empty.
+        self._drained = False
         self._encoder = NoiseEncoder(handshake.send_key)
         self._decoder = NoiseDecoder(handshake.receive_key)
         self._decoder.feed(handshake.unconsumed())
@@ -93,6 +105,42 @@ class NoiseStream(SecureStream):
                 return plain
             if plain is None:
                 await self._read_more()
+
+    def receive_view_nowait(self) -> memoryview | None:
+        """Like :meth:`receive_view` without waiting: the next whole message's plaintext
+        (never empty), or ``None`` when none has arrived yet; then :meth:`wait_readable`
+        before asking again. Only when :attr:`pollable`. EOF raises ``EndOfStream``; a
+        message that fails authentication raises ``NoiseDecryptError``."""
+        decoder = self._decoder
+        receive_nowait = self._receive_into_nowait
+        assert receive_nowait is not None
+        while True:
+            plain = decoder.next_plaintext_view()
+            if plain:
+                return plain
+            if plain is None:
+                if self._drained:
+                    # Skip a receive that would almost surely find nothing (a syscall):
+                    # the caller waits for readability, after which we receive again.
+                    return None
+                space = decoder.writable()
+                n = receive_nowait(space)
+                if not n:
+                    return None
+                self._drained = n < len(space)
+                decoder.wrote(n)
+
+    async def wait_readable(self) -> None:
+        """Wait until the raw stream has something to receive (only when
+        :attr:`pollable`). A cancel point that consumes nothing."""
+        assert self._raw_wait_readable is not None
+        await self._raw_wait_readable()
+        self._drained = False
+
+    def interrupt_wait(self) -> None:
+        """End a :meth:`wait_readable` under way at once (it returns as if the stream were
+        readable); does nothing when none is. Only when :attr:`pollable`."""
+        self._raw.interrupt_wait()  # type: ignore[attr-defined]
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         """Encrypt and write ``item``. Cancelled before it starts, nothing is sent; cancelled

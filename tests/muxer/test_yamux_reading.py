@@ -1,0 +1,266 @@
+"""YamuxConnection over Noise over loopback TCP, where a stream's receiver reads the socket
+itself when the reading role is free (see the module docstring of
+:mod:`p2pstack.muxer.yamux.connection`): what happens to the role when its holder is
+cancelled, when another task closes or resets its stream, when the connection fails
+under it, and when many receivers wait at once."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from multiaddr import Multiaddr
+
+from p2pstack.errors import StreamReset
+from p2pstack.identity import KeyPair
+from p2pstack.muxer.yamux.connection import YamuxConnection
+from p2pstack.muxer.yamux.stream import YamuxStream
+from p2pstack.security.noise import Noise
+from p2pstack.security.noise.stream import NoiseStream
+from p2pstack.transport.tcp import TcpStream, TcpTransport
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def tcp_pair() -> AsyncIterator[tuple[TcpStream, TcpStream]]:
+    transport = TcpTransport()
+    listener = await transport.listen(Multiaddr("/ip4/127.0.0.1/tcp/0"))
+    hand_over, accepted = anyio.create_memory_object_stream[anyio.abc.ByteStream](1)
+    done = anyio.Event()
+
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        await hand_over.send(stream)
+        await done.wait()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(listener.serve, handler)
+        client = await transport.dial(listener.addrs[0])
+        served = await accepted.receive()
+        await listener.aclose()
+        assert isinstance(client, TcpStream) and isinstance(served, TcpStream)
+        try:
+            yield client, served
+        finally:
+            done.set()
+            await anyio.aclose_forcefully(client)
+            await anyio.aclose_forcefully(served)
+            hand_over.close()
+            accepted.close()
+
+
+@asynccontextmanager
+async def secure_pair() -> AsyncIterator[tuple[NoiseStream, NoiseStream, TcpStream]]:
+    """Two Noise streams over loopback TCP, and the server's raw TCP stream."""
+    async with tcp_pair() as (raw_client, raw_server):
+        out: dict[str, NoiseStream] = {}
+
+        async def outbound() -> None:
+            out["c"] = await Noise(KeyPair.generate()).secure_outbound(raw_client, None)
+
+        async def inbound() -> None:
+            out["s"] = await Noise(KeyPair.generate()).secure_inbound(raw_server)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outbound)
+            tg.start_soon(inbound)
+        assert out["c"].pollable and out["s"].pollable
+        yield out["c"], out["s"], raw_server
+
+
+@asynccontextmanager
+async def connections() -> AsyncIterator[tuple[YamuxConnection, YamuxConnection, TcpStream]]:
+    async with secure_pair() as (secure_client, secure_server, raw_server):
+        client = YamuxConnection(secure_client, True)
+        server = YamuxConnection(secure_server, False)
+        async with anyio.create_task_group() as tg:
+            await tg.start(client.run)
+            await tg.start(server.run)
+            try:
+                yield client, server, raw_server
+            finally:
+                await client.aclose()
+                await server.aclose()
+
+
+async def stream_pair(
+    client: YamuxConnection, server: YamuxConnection
+) -> tuple[YamuxStream, YamuxStream]:
+    opened = await client.open_stream()
+    await opened.send(b"hello")
+    accepted = await server.accept_stream()
+    assert await accepted.receive() == b"hello"
+    assert isinstance(accepted, YamuxStream)
+    return opened, accepted
+
+
+async def round_trip(opened: YamuxStream, accepted: YamuxStream, message: bytes) -> None:
+    """``message`` there and back. On return the reading role is free, and the reader task
+    woken but not yet run: a receive that follows at once takes the role."""
+    await opened.send(message)
+    assert await accepted.receive() == message
+    await accepted.send(message)
+    assert await opened.receive() == message
+
+
+async def test_a_waiting_receiver_reads_for_its_stream(anyio_backend: str) -> None:
+    """Request/response: from the second round on, each reply is read by the receiver
+    that waits for it (the role is free when it asks), not by the reader task."""
+    rounds = 50
+    with anyio.fail_after(10):
+        async with connections() as (client, server, _):
+            opened, accepted = await stream_pair(client, server)
+            readers: list[object] = []
+            pump = client._pump
+
+            def recording_pump() -> bool:
+                readers.append(client._leader)
+                return pump()
+
+            client._pump = recording_pump  # type: ignore[method-assign]
+
+            async def echo() -> None:
+                for _ in range(rounds):
+                    await accepted.send(await accepted.receive())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(echo)
+                for i in range(rounds):
+                    message = b"%d" % i
+                    await opened.send(message)
+                    assert await opened.receive() == message
+            by_receiver = sum(1 for leader in readers if leader is opened)
+            assert by_receiver >= rounds - 1
+
+
+async def lead_a_receive(
+    client: YamuxConnection, opened: YamuxStream, accepted: YamuxStream, then: Any
+) -> BaseException | None:
+    """Make ``opened``'s receiver hold the role and wait on the socket; meanwhile call
+    ``then()`` from another task; return what the receive raised."""
+    await round_trip(opened, accepted, b"warm up")
+    outcome: list[BaseException | None] = []
+
+    async def act() -> None:
+        while client._leader is not opened or not client._leader_waiting:
+            await anyio.lowlevel.checkpoint()
+        await then()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(act)
+        try:
+            await opened.receive()  # the role is free: this takes it
+            outcome.append(None)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, StreamReset) as exc:
+            outcome.append(exc)
+    return outcome[0]
+
+
+async def test_many_receivers_each_get_their_own_data(anyio_backend: str) -> None:
+    """One receiver reads; what it reads for the others reaches them, in order."""
+    rounds = 20
+    with anyio.fail_after(20):
+        async with connections() as (client, server, _):
+            pairs = [await stream_pair(client, server) for _ in range(16)]
+
+            async def echo(stream: YamuxStream) -> None:
+                for _ in range(rounds):
+                    await stream.send(await stream.receive())
+
+            async def ask(stream: YamuxStream, seed: int) -> None:
+                rng = random.Random(seed)
+                for _ in range(rounds):
+                    message = rng.randbytes(rng.randrange(1, 200))
+                    await stream.send(message)
+                    got = b""
+                    while len(got) < len(message):
+                        got += await stream.receive()
+                    assert got == message
+
+            async with anyio.create_task_group() as tg:
+                for seed, (opened, accepted) in enumerate(pairs):
+                    tg.start_soon(echo, accepted)
+                    tg.start_soon(ask, opened, seed)
+
+
+async def test_a_cancelled_reader_leaves_the_role_to_the_reader_task(anyio_backend: str) -> None:
+    """The receiver holding the role is cancelled while it waits on the socket; frames
+    for others are still handled: a new stream is accepted, data reaches the stream."""
+    with anyio.fail_after(10):
+        async with connections() as (client, server, _):
+            opened, accepted = await stream_pair(client, server)
+            with anyio.move_on_after(0.05):
+                await opened.receive()  # holds the role, then is cancelled
+            assert client._leader is not opened  # free, or the reader task's
+            # Nobody receives on the client now: the reader task must read for it.
+            second = await server.open_stream()
+            await second.send(b"from the server")
+            incoming = await client.accept_stream()
+            assert await incoming.receive() == b"from the server"
+            await accepted.send(b"late reply")
+            assert await opened.receive() == b"late reply"
+
+
+@pytest.mark.parametrize("action", ["aclose", "reset"])
+async def test_closing_the_stream_wakes_its_reading_receiver(
+    anyio_backend: str, action: str
+) -> None:
+    """Another task closes or resets the stream whose receiver waits on the socket."""
+    with anyio.fail_after(10):
+        async with connections() as (client, server, _):
+            opened, accepted = await stream_pair(client, server)
+            close = opened.aclose if action == "aclose" else opened.reset
+            raised = await lead_a_receive(client, opened, accepted, close)
+            expected = anyio.ClosedResourceError if action == "aclose" else StreamReset
+            assert isinstance(raised, expected)
+            # The socket was only interrupted, not closed: the connection goes on.
+            other_client, other_server = await stream_pair(client, server)
+            await other_server.send(b"still fine")
+            assert await other_client.receive() == b"still fine"
+
+
+async def test_an_interrupted_wait_leaves_a_blocked_send_waiting(anyio_backend: str) -> None:
+    """interrupt_wait() wakes the socket's waiters through the loop's close notification;
+    a send blocked on a full socket must go on waiting, and complete once the peer reads."""
+    with anyio.fail_after(10):
+        async with tcp_pair() as (a, b):
+            data = random.Random(1).randbytes(16 << 20)
+            received = bytearray()
+            sent = anyio.Event()
+
+            async def send() -> None:
+                await a.send(data)
+                sent.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send)
+                await anyio.sleep(0.05)  # the socket buffers fill; send() waits
+                assert not sent.is_set()
+                a.interrupt_wait()
+                await anyio.sleep(0.05)
+                assert not sent.is_set()
+                while len(received) < len(data):
+                    received += await b.receive(1 << 20)
+            assert bytes(received) == data
+
+
+async def test_the_connection_failing_under_a_reading_receiver(anyio_backend: str) -> None:
+    """The peer's socket sends garbage while our receiver holds the role: the receiver
+    gets BrokenResourceError and the connection ends, as when the reader task meets it."""
+    with anyio.fail_after(10):
+        async with connections() as (client, server, raw_server):
+            opened, accepted = await stream_pair(client, server)
+
+            async def garbage() -> None:
+                await raw_server.send(b"\x00\x20" + bytes(32))  # fails authentication
+
+            raised = await lead_a_receive(client, opened, accepted, garbage)
+            assert isinstance(raised, anyio.BrokenResourceError)
+            assert client.is_closed
+            with pytest.raises(anyio.BrokenResourceError):
+                await client.open_stream()
