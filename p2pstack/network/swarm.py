@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from multiaddr import Multiaddr
 
 from p2pstack import lowlevel
-from p2pstack.errors import ConfigError, DialError, ResourceLimitExceeded
+from p2pstack.errors import ConfigError, DialError, ProtocolNotSupported, ResourceLimitExceeded
 from p2pstack.identity import PeerID
 from p2pstack.muxer.abc import MuxedConnection, MuxedStream
 from p2pstack.network.connection import (
@@ -214,8 +214,7 @@ class Swarm:
                     if isinstance(transport, MuxedTransport):
                         muxed = await transport.dial(addr, peer)
                     else:
-                        raw = await transport.dial(addr)
-                        muxed = await self.upgrader.upgrade_outbound(raw, peer)
+                        muxed = await self._dial_upgraded(transport, addr, peer)
             except Exception as exc:
                 attempts.append((addr, exc))
                 continue
@@ -223,6 +222,21 @@ class Swarm:
             self._task_group().start_soon(self._serve, conn)
             return conn
         raise DialError(peer, attempts)
+
+    async def _dial_upgraded(
+        self, transport: Transport, addr: Multiaddr, peer: PeerID | None
+    ) -> MuxedConnection:
+        """Dial and upgrade; once more should the peer refuse the security protocol the
+        upgrader remembered for it (it then negotiates among all)."""
+        while True:
+            guessed = self.upgrader.remembered_security(peer) is not None
+            raw = await transport.dial(addr)
+            try:
+                return await self.upgrader.upgrade_outbound(raw, peer)
+            except ProtocolNotSupported:
+                if not guessed:
+                    raise
+                log.debug("%s refused the security protocol it used last; negotiating", peer)
 
     # ------------------------------------------------------------------ serving
 

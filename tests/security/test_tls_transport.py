@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -19,6 +20,7 @@ from p2pstack.attributes import P2PAttribute
 from p2pstack.errors import CertificateError, HandshakeError, PeerIDMismatch
 from p2pstack.host import Host
 from p2pstack.identity import KeyPair, KeyType, PeerID
+from p2pstack.multistream import negotiate as negotiate_module
 from p2pstack.security.tls import Tls, TlsStream
 from p2pstack.security.tls.records import take_outgoing
 from p2pstack.testing import memory_stream_pair
@@ -281,3 +283,41 @@ async def test_default_hosts_negotiate_noise_or_tls(anyio_backend: str) -> None:
         with anyio.fail_after(10):
             await a.connect(f"{b.addrs[0]}/p2p/{b.peer_id}")
             assert len(await a.ping(b.peer_id)) == 1
+
+
+async def test_a_peer_is_offered_the_security_it_used_last(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dialing a peer again, the default host proposes the protocol it chose last time
+    alone (pipelined, no round trip); a peer that no longer speaks it (restarted TLS-only
+    on the same port) refuses, and the dial negotiates again among both."""
+    key_a, key_b = KeyPair.generate(), KeyPair.generate()
+    async with Host(key_a) as a:
+        upgrader = a.swarm.upgrader
+        async with Host(key_b, listen_addrs=["/ip4/127.0.0.1/tcp/0"]) as b:
+            addr = f"{b.addrs[0]}/p2p/{b.peer_id}"
+            port = b.addrs[0].value_for_protocol("tcp")
+            with anyio.fail_after(10):
+                assert upgrader.remembered_security(b.peer_id) is None
+                await a.connect(addr)
+                assert upgrader.remembered_security(b.peer_id) == "/noise"
+                await a.disconnect(b.peer_id)
+                proposals: list[list[str]] = []
+                original = negotiate_module.DialerNegotiation.__init__
+
+                def recording(self: Any, protocols: Any) -> None:
+                    proposals.append(list(protocols))
+                    original(self, protocols)
+
+                monkeypatch.setattr(negotiate_module.DialerNegotiation, "__init__", recording)
+                await a.connect(addr)
+                assert len(await a.ping(b.peer_id)) == 1
+                monkeypatch.undo()
+                assert proposals[0] == ["/noise"]  # the security proposal, alone
+                await a.disconnect(b.peer_id)
+        tls_listen = f"/ip4/127.0.0.1/tcp/{port}"
+        async with Host(key_b, listen_addrs=[tls_listen], security=[Tls(key_b)]) as b2:
+            with anyio.fail_after(10):
+                await a.connect(f"{b2.addrs[0]}/p2p/{b2.peer_id}")
+                assert len(await a.ping(b2.peer_id)) == 1
+                assert upgrader.remembered_security(b2.peer_id) == "/tls/1.0.0"
