@@ -321,3 +321,6 @@ async def test_a_peer_is_offered_the_security_it_used_last(
                 await a.connect(f"{b2.addrs[0]}/p2p/{b2.peer_id}")
                 assert len(await a.ping(b2.peer_id)) == 1
                 assert upgrader.remembered_security(b2.peer_id) == "/tls/1.0.0"
+                await a.disconnect(b2.peer_id)
+                await a.connect(f"{b2.addrs[0]}/p2p/{b2.peer_id}")  # /tls/1.0.0 alone
+                assert len(await a.ping(b2.peer_id)) == 1
