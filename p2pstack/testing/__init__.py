@@ -10,6 +10,7 @@ from p2pstack.testing.conformance import (
     check_half_closeable_stream,
     check_two_way_stream,
 )
+from p2pstack.testing.loopback import noise_stream_pair, tcp_stream_pair
 from p2pstack.testing.memory import MemoryByteStream, memory_stream_pair
 
 __all__ = [
@@ -23,4 +24,6 @@ __all__ = [
     "check_half_closeable_stream",
     "check_two_way_stream",
     "memory_stream_pair",
+    "noise_stream_pair",
+    "tcp_stream_pair",
 ]

@@ -14,63 +14,24 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
-from multiaddr import Multiaddr
 
 from p2pstack.errors import StreamReset
-from p2pstack.identity import KeyPair
 from p2pstack.muxer.yamux.connection import YamuxConnection
 from p2pstack.muxer.yamux.stream import YamuxStream
-from p2pstack.security.noise import Noise
 from p2pstack.security.noise.stream import NoiseStream
-from p2pstack.transport.tcp import TcpStream, TcpTransport
+from p2pstack.testing import noise_stream_pair, tcp_stream_pair
+from p2pstack.transport.tcp import TcpStream
 
 pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def tcp_pair() -> AsyncIterator[tuple[TcpStream, TcpStream]]:
-    transport = TcpTransport()
-    listener = await transport.listen(Multiaddr("/ip4/127.0.0.1/tcp/0"))
-    hand_over, accepted = anyio.create_memory_object_stream[anyio.abc.ByteStream](1)
-    done = anyio.Event()
-
-    async def handler(stream: anyio.abc.ByteStream) -> None:
-        await hand_over.send(stream)
-        await done.wait()
-
-    async with anyio.create_task_group() as tg:
-        await tg.start(listener.serve, handler)
-        client = await transport.dial(listener.addrs[0])
-        served = await accepted.receive()
-        await listener.aclose()
-        assert isinstance(client, TcpStream) and isinstance(served, TcpStream)
-        try:
-            yield client, served
-        finally:
-            done.set()
-            await anyio.aclose_forcefully(client)
-            await anyio.aclose_forcefully(served)
-            hand_over.close()
-            accepted.close()
-
-
-@asynccontextmanager
 async def secure_pair() -> AsyncIterator[tuple[NoiseStream, NoiseStream, TcpStream]]:
-    """Two Noise streams over loopback TCP, and the server's raw TCP stream."""
-    async with tcp_pair() as (raw_client, raw_server):
-        out: dict[str, NoiseStream] = {}
-
-        async def outbound() -> None:
-            out["c"] = await Noise(KeyPair.generate()).secure_outbound(raw_client, None)
-
-        async def inbound() -> None:
-            out["s"] = await Noise(KeyPair.generate()).secure_inbound(raw_server)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(outbound)
-            tg.start_soon(inbound)
-        assert out["c"].pollable and out["s"].pollable
-        yield out["c"], out["s"], raw_server
+    """Two Noise streams over loopback TCP, and the listener's raw TCP stream."""
+    async with tcp_stream_pair() as (raw_client, raw_server):
+        secure_client, secure_server = await noise_stream_pair(raw_client, raw_server)
+        assert secure_client.pollable and secure_server.pollable
+        yield secure_client, secure_server, raw_server
 
 
 @asynccontextmanager
@@ -228,7 +189,7 @@ async def test_an_interrupted_wait_leaves_a_blocked_send_waiting(anyio_backend: 
     """interrupt_wait() wakes the socket's waiters through the loop's close notification;
     a send blocked on a full socket must go on waiting, and complete once the peer reads."""
     with anyio.fail_after(10):
-        async with tcp_pair() as (a, b):
+        async with tcp_stream_pair() as (a, b):
             data = random.Random(1).randbytes(16 << 20)
             received = bytearray()
             sent = anyio.Event()

@@ -33,7 +33,6 @@ from multiaddr import Multiaddr
 from p2pstack.identity import KeyPair
 from p2pstack.muxer.abc import MuxedConnection
 from p2pstack.muxer.yamux import YamuxConnection
-from p2pstack.security.noise import Noise
 from p2pstack.security.tls import Tls
 from p2pstack.testing import (
     HALF_CLOSE_CHECKS,
@@ -43,10 +42,11 @@ from p2pstack.testing import (
     StreamTraits,
     check_half_closeable_stream,
     memory_stream_pair,
+    noise_stream_pair,
+    tcp_stream_pair,
 )
 from p2pstack.transport.quic import QuicTransport
 from p2pstack.transport.quic.stream import SEND_BUFFER
-from p2pstack.transport.tcp import TcpTransport
 
 # ---------------------------------------------------------------------------- pair factories
 
@@ -59,43 +59,12 @@ async def memory_pair() -> AsyncIterator[StreamPair]:
 @asynccontextmanager
 async def tcp_pair() -> AsyncIterator[StreamPair]:
     """A loopback connection made through the TCP transport's public API."""
-    transport = TcpTransport()
-    listener = await transport.listen(Multiaddr("/ip4/127.0.0.1/tcp/0"))
-    hand_over, accepted = anyio.create_memory_object_stream[anyio.abc.ByteStream](1)
-    done = anyio.Event()
-
-    async def handler(stream: anyio.abc.ByteStream) -> None:
-        await hand_over.send(stream)
-        await done.wait()  # the handler owns the stream: keep it until the test is done
-
-    async with anyio.create_task_group() as tg:
-        await tg.start(listener.serve, handler)
-        client = await transport.dial(listener.addrs[0])
-        served = await accepted.receive()
-        await listener.aclose()
-        try:
-            yield client, served
-        finally:
-            done.set()
-            await anyio.aclose_forcefully(client)
-            await anyio.aclose_forcefully(served)
-            hand_over.close()
-            accepted.close()
+    async with tcp_stream_pair() as pair:
+        yield pair
 
 
 async def noise_handshake(raw_a: anyio.abc.ByteStream, raw_b: anyio.abc.ByteStream) -> StreamPair:
-    out: dict[str, anyio.abc.ByteStream] = {}
-
-    async def outbound() -> None:
-        out["a"] = await Noise(KeyPair.generate()).secure_outbound(raw_a, None)
-
-    async def inbound() -> None:
-        out["b"] = await Noise(KeyPair.generate()).secure_inbound(raw_b)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(outbound)
-        tg.start_soon(inbound)
-    return out["a"], out["b"]
+    return await noise_stream_pair(raw_a, raw_b)
 
 
 @asynccontextmanager
