@@ -7,6 +7,7 @@ under it, and when many receivers wait at once."""
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -108,8 +109,8 @@ async def lead_a_receive(
     outcome: list[BaseException | None] = []
 
     async def act() -> None:
-        while client._leader is not opened or not client._leader_waiting:
-            await anyio.lowlevel.checkpoint()
+        await anyio.wait_all_tasks_blocked()  # the receive below waits on the socket
+        assert client._leader is opened and client._leader_waiting
         await then()
 
     async with anyio.create_task_group() as tg:
@@ -190,7 +191,11 @@ async def test_an_interrupted_wait_leaves_a_blocked_send_waiting(anyio_backend: 
     a send blocked on a full socket must go on waiting, and complete once the peer reads."""
     with anyio.fail_after(10):
         async with tcp_stream_pair() as (a, b):
-            data = random.Random(1).randbytes(16 << 20)
+            for stream in (a, b):  # small buffers: the send below must wait
+                sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            data = random.Random(1).randbytes(4 << 20)
             received = bytearray()
             sent = anyio.Event()
 
@@ -200,10 +205,10 @@ async def test_an_interrupted_wait_leaves_a_blocked_send_waiting(anyio_backend: 
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(send)
-                await anyio.sleep(0.05)  # the socket buffers fill; send() waits
+                await anyio.wait_all_tasks_blocked()  # send() waits for room
                 assert not sent.is_set()
                 a.interrupt_wait()
-                await anyio.sleep(0.05)
+                await anyio.wait_all_tasks_blocked()  # ... and waits again
                 assert not sent.is_set()
                 while len(received) < len(data):
                     received += await b.receive(1 << 20)
