@@ -21,6 +21,7 @@ from p2pstack.errors import CertificateError, HandshakeError, PeerIDMismatch
 from p2pstack.host import Host
 from p2pstack.identity import KeyPair, KeyType, PeerID
 from p2pstack.multistream import negotiate as negotiate_module
+from p2pstack.security.noise import Noise
 from p2pstack.security.tls import Tls, TlsStream
 from p2pstack.security.tls.records import take_outgoing
 from p2pstack.testing import memory_stream_pair
@@ -324,3 +325,25 @@ async def test_a_peer_is_offered_the_security_it_used_last(
                 await a.disconnect(b2.peer_id)
                 await a.connect(f"{b2.addrs[0]}/p2p/{b2.peer_id}")  # /tls/1.0.0 alone
                 assert len(await a.ping(b2.peer_id)) == 1
+
+
+async def test_a_peer_remembered_as_tls_is_reached_when_it_speaks_only_noise(
+    anyio_backend: str,
+) -> None:
+    """The other way round: the TLS handshake meets the refusal of ``/tls/1.0.0``
+    proposed alone, and the dial negotiates again."""
+    key_a, key_b = KeyPair.generate(), KeyPair.generate()
+    async with Host(key_a) as a:
+        upgrader = a.swarm.upgrader
+        async with Host(key_b, listen_addrs=["/ip4/127.0.0.1/tcp/0"], security=[Tls(key_b)]) as b:
+            port = b.addrs[0].value_for_protocol("tcp")
+            with anyio.fail_after(10):
+                await a.connect(f"{b.addrs[0]}/p2p/{b.peer_id}")
+                assert upgrader.remembered_security(b.peer_id) == "/tls/1.0.0"
+                await a.disconnect(b.peer_id)
+        noise_listen = f"/ip4/127.0.0.1/tcp/{port}"
+        async with Host(key_b, listen_addrs=[noise_listen], security=[Noise(key_b)]) as b2:
+            with anyio.fail_after(10):
+                await a.connect(f"{b2.addrs[0]}/p2p/{b2.peer_id}")
+                assert len(await a.ping(b2.peer_id)) == 1
+                assert upgrader.remembered_security(b2.peer_id) == "/noise"
