@@ -230,3 +230,25 @@ async def test_the_connection_failing_under_a_reading_receiver(anyio_backend: st
             assert client.is_closed
             with pytest.raises(anyio.BrokenResourceError):
                 await client.open_stream()
+
+
+async def test_accept_reads_what_is_waiting_when_nobody_else_reads(anyio_backend: str) -> None:
+    """A new connection's first streams come with the handshake's last message: accepting
+    reads them itself (here before the server's tasks ever run), and so does the
+    accepted stream's receiver."""
+    with anyio.fail_after(10):
+        async with secure_pair() as (secure_client, secure_server, _):
+            client = YamuxConnection(secure_client, True)
+            server = YamuxConnection(secure_server, False)
+            async with anyio.create_task_group() as tg:
+                await tg.start(client.run)
+                opened = await client.open_stream()
+                await opened.send(b"first")
+                await secure_server.wait_readable()  # the SYN and data are in the socket
+                accepted = await server.accept_stream()
+                assert await accepted.receive() == b"first"
+                tg.start_soon(server.run)  # its writer sends what waits for it
+                await accepted.send(b"reply")
+                assert await opened.receive() == b"reply"
+                await server.aclose()
+                await client.aclose()

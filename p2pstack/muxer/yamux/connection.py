@@ -14,7 +14,10 @@ step, not two (the reader task's, then the receiver's), which is most of the cos
 small round trip. The reader task holds the role whenever no receiver does, so frames are
 handled while nobody reads too; it steps aside once it woke a waiting receiver, and that
 receiver calls it back on its way out. The role is never free with the reader task asleep
-for longer than one scheduler step.
+for longer than one scheduler step. ``accept_stream`` with nothing queued also takes one
+turn of reading (without waiting) when the role is free: a new connection's first streams,
+which came with the handshake's last message, are accepted without waiting for the reader
+task's first step.
 """
 
 from __future__ import annotations
@@ -155,6 +158,11 @@ class YamuxConnection(MuxedConnection):
         try:
             await self._lowlevel.checkpoint_if_cancelled()
             backlog = self._backlog
+            if not backlog:
+                # Streams may be waiting, unread, in the socket (a new connection's first
+                # ones came with the handshake's last message): read them now, when nobody
+                # else reads, rather than a scheduler step later in the reader task.
+                self._pump_if_free()
             while not backlog:
                 if self._backlog_closed:
                     raise anyio.EndOfStream from self._error
@@ -285,6 +293,25 @@ class YamuxConnection(MuxedConnection):
                 # receivers just woken had a chance to add their replies to the write.
                 self._wake_writer_task()
         return more
+
+    def _pump_if_free(self) -> None:
+        """One turn of reading, without waiting, if the role is free (a task waiting on
+        the socket holds its receive guard). A failure is left for the reader task."""
+        if (
+            self._leader is not None
+            or not self._pollable
+            or self._closed
+            or self._read_failure is not None
+        ):
+            return
+        self._leader = self._pump_if_free
+        try:
+            self._pump()
+        except Exception as exc:
+            self._read_failure = exc
+            self._reader_parker.unpark()
+        finally:
+            self._leader = None
 
     async def _await_data(self, stream: YamuxStream) -> None:
         """Wait until ``stream`` has something for its receiver (data, its end, a reset,
