@@ -356,6 +356,12 @@ class Host:
 
     async def _identify_connection(self, conn: Connection) -> None:
         try:
+            if conn.direction == "inbound":
+                # The dialer's first streams came with the handshake's end and were
+                # accepted in the step that made the connection: their handlers start in
+                # the next scheduler pass, and our request waits for the one after, so as
+                # not to go first in half the passes (trio runs a pass in either order).
+                await anyio.lowlevel.checkpoint()
             with anyio.fail_after(IDENTIFY_TIMEOUT):
                 stream = await conn.open_stream()
                 async with stream:
