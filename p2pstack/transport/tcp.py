@@ -214,12 +214,7 @@ class TcpStream(anyio.abc.ByteStream):
         with self._receive_guard:
             if self._closed:
                 raise anyio.ClosedResourceError
-            try:
-                await self._lowlevel.wait_readable(self._sock)
-            except anyio.ClosedResourceError:
-                if self._closed:
-                    raise
-                # interrupt_wait(): return as if readable
+            await self._wait(self._lowlevel.wait_readable)
 
     def interrupt_wait(self) -> None:
         """End the waits on this socket under way: :meth:`wait_readable` returns, and the

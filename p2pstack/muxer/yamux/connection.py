@@ -294,15 +294,20 @@ class YamuxConnection(MuxedConnection):
                 self._wake_writer_task()
         return more
 
+    def _role_free(self) -> bool:
+        """Whether a task may take the reading role now (nobody holds it, and there is a
+        pollable, live stream to read)."""
+        return (
+            self._leader is None
+            and self._pollable
+            and not self._closed
+            and self._read_failure is None
+        )
+
     def _pump_if_free(self) -> None:
         """One turn of reading, without waiting, if the role is free (a task waiting on
         the socket holds its receive guard). A failure is left for the reader task."""
-        if (
-            self._leader is not None
-            or not self._pollable
-            or self._closed
-            or self._read_failure is not None
-        ):
+        if not self._role_free():
             return
         self._leader = self._pump_if_free
         try:
@@ -318,12 +323,7 @@ class YamuxConnection(MuxedConnection):
         the connection's loss): read for it when the role is free, else let the reader
         wake it. A cancel point; cancelled, it loses nothing (reading happens between
         waits, and what was read is queued for its stream)."""
-        if (
-            self._leader is not None
-            or not self._pollable
-            or self._closed
-            or self._read_failure is not None
-        ):
+        if not self._role_free():
             try:
                 await stream._receive_parker.park()
             finally:
