@@ -80,9 +80,9 @@ async def test_a_waiting_receiver_reads_for_its_stream(anyio_backend: str) -> No
             readers: list[object] = []
             pump = client._pump
 
-            def recording_pump() -> bool:
+            def recording_pump(until: YamuxStream | None = None) -> bool:
                 readers.append(client._leader)
-                return pump()
+                return pump(until)
 
             client._pump = recording_pump  # type: ignore[method-assign]
 

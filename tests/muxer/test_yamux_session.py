@@ -13,6 +13,7 @@ import pytest
 from p2pstack.errors import LocalProtocolError, RemoteProtocolError, ResourceLimitExceeded
 from p2pstack.muxer.yamux.frame import (
     DEFAULT_MAX_FRAME_DATA,
+    DEFAULT_MAX_REFERENCED_FRAME_DATA,
     HEADER,
     HEADER_SIZE,
     INITIAL_WINDOW,
@@ -22,6 +23,7 @@ from p2pstack.muxer.yamux.frame import (
     encode_header,
 )
 from p2pstack.muxer.yamux.session import (
+    REFERENCE_AT,
     DataReceived,
     Event,
     GoAwayReceived,
@@ -49,12 +51,29 @@ def step(request: pytest.FixtureRequest) -> int | None:
 
 
 def feed(session: YamuxSession, data: bytes, step: int | None) -> list[Event]:
+    """``data`` fed in pieces of ``step`` bytes. A payload split across pieces comes in as
+    many DataReceived events; those of one stream in a row are joined into one here, so
+    that every step expects the same events."""
     if step is None:
         return session.receive_data(data)
-    events: list[Event] = []
+    events: list[Event | list[DataReceived]] = []
     for i in range(0, len(data), step):
-        events += session.receive_data(data[i : i + step])
-    return events
+        for event in session.receive_data(data[i : i + step]):
+            last = events[-1] if events else None
+            if (
+                isinstance(event, DataReceived)
+                and isinstance(last, list)
+                and last[0].stream_id == event.stream_id
+            ):
+                last.append(event)
+            else:
+                events.append([event] if isinstance(event, DataReceived) else event)
+    return [
+        DataReceived(e[0].stream_id, b"".join(part.data for part in e))
+        if isinstance(e, list)
+        else e
+        for e in events
+    ]
 
 
 def frames(data: bytes | bytearray) -> list[tuple[int, int, int, int]]:
@@ -150,15 +169,110 @@ def test_data_both_ways(step: int | None) -> None:
     assert link.to_client() == [DataReceived(sid, b"world!")]
 
 
-def test_large_writes_are_split_into_max_size_frames(step: int | None) -> None:
+def test_large_copied_writes_are_split_into_max_size_frames(step: int | None) -> None:
     link = Link(step)
     sid = link.open()
-    payload = bytes(range(256)) * 800  # 204800 bytes, inside the initial window
+    payload = bytearray(range(256)) * 800  # 204800 bytes, inside the initial window
     assert link.client.send_data(sid, payload) == len(payload)
     out = bytes(link.client.data_to_send())
     sizes = [length for _, _, _, length in frames(out)]
     assert sizes == [DEFAULT_MAX_FRAME_DATA] * 3 + [len(payload) - 3 * DEFAULT_MAX_FRAME_DATA]
     assert received(feed(link.server, out, step), sid) == payload
+
+
+def test_large_bytes_payloads_are_queued_by_reference(step: int | None) -> None:
+    link = Link(step)
+    sid = link.open()
+    link.client.ping()  # a control frame queued before the data
+    payload = bytes(range(256)) * 2000  # 512000 bytes: two frames, the window's worth
+    assert link.client.send_data(sid, payload) == INITIAL_WINDOW
+    segments = link.client.segments_to_send()
+    assert link.client.bytes_to_send == 0
+    # [ping + header][payload view][header][payload view]: the payloads are not copied.
+    assert [type(seg) for seg in segments] == [bytearray, memoryview, bytearray, memoryview]
+    first, second = segments[1], segments[3]
+    assert isinstance(first, memoryview) and isinstance(second, memoryview)
+    assert first.obj is payload and second.obj is payload
+    assert len(first) == DEFAULT_MAX_REFERENCED_FRAME_DATA
+    assert len(first) + len(second) == INITIAL_WINDOW
+    out = b"".join(segments)
+    assert [f[:3] for f in frames(out)] == [(PING, SYN, 0), (DATA, 0, sid), (DATA, 0, sid)]
+    assert received(feed(link.server, out, step), sid) == payload[:INITIAL_WINDOW]
+
+
+def test_small_or_mutable_payloads_are_copied() -> None:
+    link = Link(None)
+    sid = link.open()
+    small = bytes(REFERENCE_AT - 1)
+    mutable = bytearray(REFERENCE_AT)
+    link.client.send_data(sid, small)
+    link.client.send_data(sid, mutable)
+    segments = link.client.segments_to_send()
+    assert len(segments) == 1 and isinstance(segments[0], bytearray)
+    mutable[:] = b"x" * len(mutable)  # changing it afterwards changes nothing queued
+    assert received(link.server.receive_data(bytes(segments[0])), sid) == small + bytes(
+        REFERENCE_AT
+    )
+
+
+def test_data_to_send_joins_what_was_queued_by_reference() -> None:
+    link = Link(None)
+    sid = link.open()
+    payload = bytes(range(256)) * 100
+    link.client.send_data(sid, payload)
+    link.client.send_eof(sid)
+    out = link.client.data_to_send()
+    assert isinstance(out, bytearray) and link.client.bytes_to_send == 0
+    assert [f[:3] for f in frames(out)] == [(DATA, 0, sid), (WINDOW_UPDATE, FIN, sid)]
+    assert link.server.receive_data(bytes(out)) == [
+        DataReceived(sid, payload),
+        StreamEnded(sid),
+    ]
+
+
+def test_a_payload_is_delivered_as_it_arrives() -> None:
+    link = Link(None)
+    sid = link.open()
+    payload = bytes(range(256)) * 100
+    link.client.send_data(sid, payload)
+    link.client.send_eof(sid)
+    out = bytes(link.client.data_to_send())
+    header, body, fin = out[:HEADER_SIZE], out[HEADER_SIZE:-HEADER_SIZE], out[-HEADER_SIZE:]
+    server = link.server
+    assert server.receive_data(header + body[:100]) == [DataReceived(sid, body[:100])]
+    assert server.receive_data(body[100:200]) == [DataReceived(sid, body[100:200])]
+    rest = body[200:]
+    events = server.receive_data(rest)
+    # A bytes input that is all payload is handed over as it is, not copied.
+    assert events == [DataReceived(sid, rest)] and events[0].data is rest
+    # The FIN of the frame after it, split mid-header.
+    assert server.receive_data(fin[:5]) == []
+    assert server.receive_data(fin[5:]) == [StreamEnded(sid)]
+
+
+def test_a_fin_on_a_data_frame_applies_after_its_whole_payload(step: int | None) -> None:
+    server = YamuxSession(False)
+    data = encode_header(DATA, SYN | FIN, 1, 10) + b"0123456789"
+    events = feed(server, data[:15], None)  # header and 3 bytes of payload
+    assert events == [StreamOpened(1), DataReceived(1, b"012")]
+    assert feed(server, data[15:], step) == [DataReceived(1, b"3456789"), StreamEnded(1)]
+
+
+def test_a_stream_reset_midway_through_a_payload_drops_the_rest() -> None:
+    server = server_with_stream_1()
+    data = encode_header(DATA, 0, 1, 10) + b"0123456789"
+    assert server.receive_data(data[:15]) == [DataReceived(1, b"012")]
+    server.reset_stream(1)
+    assert server.receive_data(data[15:] + encode_header(DATA, 0, 1, 2) + b"ab") == []
+    assert not server.terminated
+
+
+def test_a_payload_beyond_the_window_is_refused_at_its_header() -> None:
+    server = server_with_stream_1()
+    header = encode_header(DATA, 0, 1, INITIAL_WINDOW + 1)
+    with pytest.raises(RemoteProtocolError):
+        server.receive_data(header)  # before any of the payload came
+    assert server.terminated
 
 
 def test_data_on_the_syn_frame_is_accepted(step: int | None) -> None:

@@ -8,9 +8,11 @@ bytes, 16 of them the tag); nonces are 4 zero bytes and a 64-bit little-endian c
 from __future__ import annotations
 
 import math
+import socket
 import struct
 
 import anyio
+import anyio.abc
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -23,7 +25,7 @@ from p2pstack.security.noise import (
     NoiseEncoder,
     NoiseStream,
 )
-from p2pstack.testing import memory_stream_pair
+from p2pstack.testing import memory_stream_pair, noise_stream_pair, tcp_stream_pair
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -194,6 +196,52 @@ def test_replayed_message_is_refused() -> None:
         decoder.next_plaintext()
 
 
+def test_each_segment_is_sealed_into_messages_of_its_own() -> None:
+    encoder = NoiseEncoder(KEY)
+    big = pattern(MAX_PLAINTEXT + 10)
+    encoder.append([b"head", b"", big, bytearray(b"tail")])
+    wire = bytes(encoder.pending)
+    assert [len(c) - 16 for c in split_frames(wire)] == [4, MAX_PLAINTEXT, 10, 4]
+    decoder = NoiseDecoder(KEY)
+    decoder.feed(wire)
+    assert decode_all(decoder) == [b"head", big[:MAX_PLAINTEXT], big[MAX_PLAINTEXT:], b"tail"]
+
+
+def test_pending_bytes_stay_until_consumed_across_appends() -> None:
+    encoder = NoiseEncoder(KEY)
+    decoder = NoiseDecoder(KEY)
+    sent = bytearray()
+    expected = []
+    for i in range(200):  # enough to grow the buffer and to move the pending bytes often
+        message = pattern(1000 + 997 * i % 70000)
+        expected.append(message)
+        encoder.append([message])
+        # What a socket that takes a bit over half of what is offered would do.
+        take = encoder.pending_bytes // 2 + 1
+        sent += encoder.pending[:take]
+        encoder.consumed(take)
+    sent += encoder.pending
+    encoder.consumed(encoder.pending_bytes)
+    assert encoder.pending_bytes == 0
+    decoder.feed(sent)
+    plain = decode_all(decoder)
+    assert b"".join(plain) == b"".join(expected)
+
+
+def test_encode_matches_append() -> None:
+    data = pattern(3 * MAX_PLAINTEXT)
+    appended = NoiseEncoder(KEY)
+    appended.append([data])
+    assert encode(NoiseEncoder(KEY), data) == bytes(appended.pending)
+    # An empty segment is one empty message only when asked for.
+    assert len(encode(NoiseEncoder(KEY), b"")) == 2 + 16
+    empty = NoiseEncoder(KEY)
+    empty.append([b""])
+    assert empty.pending_bytes == 0
+    empty.append([b""], empty=True)
+    assert empty.pending_bytes == 2 + 16
+
+
 # ---------------------------------------------------------------------------- NoiseStream
 
 
@@ -270,3 +318,32 @@ async def test_noise_stream_refuses_a_forged_message(anyio_backend: str) -> None
         await dialer._raw.send(forged)
         with pytest.raises(NoiseDecryptError):
             await listener.receive()
+
+
+@pytest.mark.anyio
+async def test_a_partly_written_send_keeps_the_rest_encrypted_once(anyio_backend: str) -> None:
+    """send_segments_nowait() on a full socket writes what fits and keeps the rest as
+    ciphertext (not sent twice, not re-encrypted); flush() writes it; the peer reads all
+    of it in order."""
+    async with tcp_stream_pair() as (raw_a, raw_b):
+        for raw in (raw_a, raw_b):  # small buffers: the socket fills at once
+            sock = raw.extra(anyio.abc.SocketAttribute.raw_socket)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        a, b = await noise_stream_pair(raw_a, raw_b)
+        chunks = [pattern(200_000), bytes(range(256)) * 300, pattern(70_000)]
+        assert not a.send_segments_nowait(chunks[:2])
+        assert a.unsent > 0
+        assert not a.send_segments_nowait(chunks[2:])  # behind the unsent bytes
+        got = bytearray()
+
+        async def read_all() -> None:
+            while len(got) < sum(map(len, chunks)):
+                got.extend(await b.receive())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_all)
+                await a.flush()
+                assert a.unsent == 0
+        assert bytes(got) == b"".join(chunks)

@@ -81,8 +81,16 @@ class YamuxConnection(MuxedConnection):
         # An immediate write went out since the writer task last ran or data last came
         # in (see _wake_writer).
         self._batching = False
-        # The Noise stream's non-blocking write path, when the secure stream has one.
+        # The Noise stream's non-blocking write path, when the secure stream has one, and
+        # its writes of the session's segments (large payloads sent from the sender's own
+        # buffer), when it has those.
         self._send_nowait: Callable[[bytearray], bool] | None = getattr(secure, "send_nowait", None)
+        self._send_segments_nowait: Callable[[list[Any]], bool] | None = getattr(
+            secure, "send_segments_nowait", None
+        )
+        self._send_segments: Callable[[list[Any]], Awaitable[None]] | None = getattr(
+            secure, "send_segments", None
+        )
         self._flush_secure: Callable[[], Awaitable[None]] | None = getattr(secure, "flush", None)
         self._unsent: Callable[[], int] = (
             (lambda: int(getattr(secure, "unsent", 0)))
@@ -269,11 +277,13 @@ class YamuxConnection(MuxedConnection):
                 if self._leader is self:
                     self._leader = None
 
-    def _pump(self) -> bool:
-        """Handle what has arrived, without waiting: up to PUMP_MESSAGES messages. Returns
-        whether it stopped at that bound (more may be waiting). Sets ``_woke`` when it
+    def _pump(self, until: YamuxStream | None = None) -> bool:
+        """Handle what has arrived, without waiting: up to PUMP_MESSAGES messages, or
+        until ``until`` has news (its receiver reads for itself: it takes each message as
+        it comes, so a bulk transfer's buffers are reused while the cache holds them).
+        Returns whether it stopped early (more may be waiting). Sets ``_woke`` when it
         woke a waiting receiver. Failures of the secure stream or the session raise."""
-        receive_nowait = self._secure.receive_view_nowait  # type: ignore[attr-defined]
+        receive_nowait = self._secure.receive_nowait  # type: ignore[attr-defined]
         core = self._core
         self._woke = False
         more = True
@@ -287,6 +297,8 @@ class YamuxConnection(MuxedConnection):
                 events = core.receive_data(data)
                 if events:
                     self._dispatch(events)
+                    if until is not None and until._has_news():
+                        break
         finally:
             if core.bytes_to_send:
                 # Acknowledgements and pongs: the writer task sends them, after the
@@ -336,7 +348,7 @@ class YamuxConnection(MuxedConnection):
             wait_readable = self._secure.wait_readable  # type: ignore[attr-defined]
             ll = self._lowlevel
             while True:
-                more = pump()
+                more = pump(stream)
                 if stream._has_news():
                     return
                 if more:
@@ -366,7 +378,6 @@ class YamuxConnection(MuxedConnection):
 
     async def _writer(self) -> None:
         core = self._core
-        send = self._secure.send
         flush = self._flush_secure
         unsent = self._unsent
         try:
@@ -378,10 +389,7 @@ class YamuxConnection(MuxedConnection):
                         async with self._send_lock:
                             if flush is not None:
                                 await flush()
-                            data = core.data_to_send()
-                            self._wake_room()
-                            if data:
-                                await send(data)  # type: ignore[arg-type]  # bytes-like
+                            await self._write_queued(self._wake_room)
                     finally:
                         self._writing = False
                     continue
@@ -522,13 +530,36 @@ class YamuxConnection(MuxedConnection):
                 return
             if not self._batching:
                 try:
-                    if nowait(core.data_to_send()):
+                    segments_nowait = self._send_segments_nowait
+                    if (
+                        segments_nowait(core.segments_to_send())
+                        if segments_nowait is not None
+                        else nowait(core.data_to_send())
+                    ):
                         self._batching = True
                         return
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                     self._write_failed(exc)
                     return
         self._write_parker.unpark()
+
+    async def _write_queued(self, taken: Callable[[], None] | None = None) -> None:
+        """Write what the session queued, waiting for the secure stream; ``taken`` is
+        called once the queue is emptied, before the write."""
+        core = self._core
+        send_segments = self._send_segments
+        if send_segments is not None:
+            segments = core.segments_to_send()
+            if taken is not None:
+                taken()
+            if segments:
+                await send_segments(segments)
+        else:
+            data = core.data_to_send()
+            if taken is not None:
+                taken()
+            if data:
+                await self._secure.send(data)  # type: ignore[arg-type]  # bytes-like
 
     def _flush_before_wait(self) -> None:
         if self._core.bytes_to_send:
@@ -556,9 +587,7 @@ class YamuxConnection(MuxedConnection):
                 self._writing = True
                 if self._flush_secure is not None:
                     await self._flush_secure()
-                data = self._core.data_to_send()
-                if data:
-                    await self._secure.send(data)  # type: ignore[arg-type]
+                await self._write_queued()
         except Exception as exc:  # the connection is going down either way
             log.debug("yamux flush on close failed: %r", exc)
         finally:

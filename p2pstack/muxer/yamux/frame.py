@@ -26,6 +26,11 @@ MAX_WINDOW = 16 * 1024 * 1024
 #: Peers accept any frame length up to the window they granted (js sends frames of up to
 #: the whole window, 1 MiB and more; go sends 64 KiB).
 DEFAULT_MAX_FRAME_DATA = 65519 - HEADER_SIZE
+#: Largest payload of a Data frame whose payload is sent from the sender's own buffer,
+#: encrypted apart from its header (see ``YamuxSession.segments_to_send``): four whole
+#: Noise messages, just inside the initial window. Fewer, larger frames cost fewer
+#: messages (rust-yamux takes frame bodies of up to 1 MiB).
+DEFAULT_MAX_REFERENCED_FRAME_DATA = 4 * 65519
 
 
 class FrameType(IntEnum):

@@ -3,8 +3,11 @@
 Rules of this file:
 
 - Bytes from the peer go in through :meth:`YamuxSession.receive_data`, which returns the
-  events they caused. Bytes for the peer come out of :meth:`YamuxSession.data_to_send`.
-  Time comes in as ``now`` (keepalive only). Nothing here does I/O or reads a clock.
+  events they caused (a Data payload as it arrives, piece by piece). Bytes for the peer
+  come out of :meth:`YamuxSession.data_to_send`, or of
+  :meth:`YamuxSession.segments_to_send`, which leaves large payloads in the sender's own
+  buffers. Time comes in as ``now`` (keepalive only). Nothing here does I/O or reads a
+  clock.
 - A peer's violation of the session (bad version, type or flags, a window overrun, a stream
   it may not open) queues a GoAway with the protocol-error code and raises
   :class:`~p2pstack.errors.RemoteProtocolError` carrying that code; the session is then dead
@@ -29,6 +32,7 @@ from p2pstack.errors import LocalProtocolError, RemoteProtocolError, ResourceLim
 from p2pstack.muxer.yamux.frame import (
     ALL_FLAGS,
     DEFAULT_MAX_FRAME_DATA,
+    DEFAULT_MAX_REFERENCED_FRAME_DATA,
     HEADER,
     HEADER_SIZE,
     INITIAL_WINDOW,
@@ -50,6 +54,10 @@ _GO_AWAY = int(FrameType.GO_AWAY)
 _pack = HEADER.pack
 _pack_into = HEADER.pack_into
 _unpack_from = HEADER.unpack_from
+
+#: A Data payload this large, in an immutable buffer, is queued by reference, not copied
+#: (see :meth:`YamuxSession.segments_to_send`); smaller ones are cheaper to copy.
+REFERENCE_AT = 16 * 1024
 
 
 # ---------------------------------------------------------------------------- events
@@ -171,6 +179,7 @@ class YamuxSession:
         max_unacked_outbound: int = 256,
         max_window: int = MAX_WINDOW,
         max_frame_data: int = DEFAULT_MAX_FRAME_DATA,
+        max_referenced_frame_data: int = DEFAULT_MAX_REFERENCED_FRAME_DATA,
         keepalive_interval: float | None = 30.0,
         keepalive_timeout: float = 15.0,
     ) -> None:
@@ -181,6 +190,7 @@ class YamuxSession:
         self.max_unacked_outbound = max_unacked_outbound
         self.max_window = max_window
         self.max_frame_data = max_frame_data
+        self.max_referenced_frame_data = max_referenced_frame_data
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
         self._streams: dict[int, _Stream] = {}
@@ -188,8 +198,18 @@ class YamuxSession:
         self._highest_remote_id = 0
         self._inbound_count = 0
         self._unacked_outbound = 0
+        # Output: ``_segments`` (payloads queued by reference, each after the bytearray
+        # that holds what came before it), then ``_out`` (frames copied since).
+        self._segments: list[bytes | bytearray | memoryview] = []
+        self._segment_bytes = 0
         self._out = bytearray()
+        # Input: a partial header (fewer than 12 bytes), or the rest of a Data frame's
+        # payload still to come (``_payload_left`` bytes for ``_payload_sid``).
         self._in = bytearray()
+        self._payload_left = 0
+        self._payload_sid = 0
+        self._payload_stream: _Stream | None = None
+        self._payload_flags = 0
         self._events: list[Event] = []
         self._next_ping_opaque = 1
         self._pings_sent: dict[int, float | None] = {}
@@ -204,13 +224,34 @@ class YamuxSession:
     def data_to_send(self) -> bytearray:
         """Everything queued for the peer, emptying the queue."""
         out = self._out
+        if self._segments:
+            segments = self.segments_to_send()
+            return bytearray().join(segments)
         if out:
             self._out = bytearray()
         return out
 
+    def segments_to_send(self) -> list[bytes | bytearray | memoryview]:
+        """Everything queued for the peer as buffers to write in order, emptying the queue.
+
+        A Data payload of at least :data:`REFERENCE_AT` bytes given as ``bytes`` (or a view
+        of them) is not copied: it comes as a view of the caller's object, in a segment of
+        its own, after a bytearray that holds its header and whatever was queued before.
+        A secure channel may so encrypt it straight from there, and seal the header apart
+        (Noise: the peer can then take the payload's message as it is, without a copy)."""
+        segments = self._segments
+        out = self._out
+        if out:
+            segments.append(out)
+            self._out = bytearray()
+        if segments:
+            self._segments = []
+            self._segment_bytes = 0
+        return segments
+
     @property
     def bytes_to_send(self) -> int:
-        return len(self._out)
+        return self._segment_bytes + len(self._out)
 
     def send_window(self, stream_id: int) -> int:
         st = self._streams.get(stream_id)
@@ -257,6 +298,19 @@ class YamuxSession:
         view = memoryview(data)
         pos = 0
         out = self._out
+        if n >= REFERENCE_AT and isinstance(view.obj, bytes):
+            segments = self._segments
+            step = self.max_referenced_frame_data
+            while pos < n:
+                size = min(step, n - pos)
+                out += _pack(VERSION, _DATA, 0, stream_id, size)
+                segments.append(out)
+                segments.append(view[pos : pos + size])
+                self._segment_bytes += len(out) + size
+                out = bytearray()
+                pos += size
+            self._out = out
+            return n
         if out:
             # Behind queued bytes (the writer is busy): append each frame in place rather
             # than build the frames apart and copy them over.
@@ -364,67 +418,101 @@ class YamuxSession:
     # ------------------------------------------------------------------ peer input
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Feed bytes from the peer; return the events they complete. Nothing refers to
-        ``data`` afterwards (the caller may reuse its buffer)."""
+        """Feed bytes from the peer; return the events they complete.
+
+        A Data frame's payload is delivered as it arrives, in as many
+        :class:`DataReceived` events as the input splits it into. When ``data`` is a
+        ``bytes`` object that the payload fills entirely, the event carries ``data`` itself
+        (no copy); otherwise nothing refers to ``data`` afterwards (the caller may reuse its
+        buffer)."""
         self._check_usable()
-        buf = self._in
-        if buf:
-            buf += data
-            src: bytes | bytearray | memoryview = buf
-        else:
-            src = data
+        if isinstance(data, bytearray):
+            data = memoryview(data)
         events = self._events
         self._events = []
+        end = len(data)
+        pos = 0
+        buf = self._in
         try:
-            pos = self._parse(src, len(src), events)
+            if self._payload_left:
+                pos = self._payload(data, 0, end, events)
+            if buf and pos < end:
+                take = min(HEADER_SIZE - len(buf), end - pos)
+                buf += data[pos : pos + take]
+                pos += take
+                if len(buf) < HEADER_SIZE:
+                    return events
+                header = bytes(buf)
+                buf.clear()
+                self._parse(header, 0, HEADER_SIZE, events)
+                if self._payload_left and pos < end:
+                    pos = self._payload(data, pos, end, events)
+            if pos < end:
+                pos = self._parse(data, pos, end, events)
+                if pos < end:
+                    buf += data[pos:end]  # part of a header
         except RemoteProtocolError:
             self._terminate(GoAwayCode.PROTOCOL_ERROR)
             raise
-        if buf:
-            del buf[:pos]
-        elif pos < len(src):
-            buf += memoryview(src)[pos:]
         return events
 
-    def _parse(self, src: bytes | bytearray | memoryview, end: int, events: list[Event]) -> int:
-        pos = 0
-        streams = self._streams
+    def _payload(self, src: bytes | memoryview, pos: int, end: int, events: list[Event]) -> int:
+        """Take what ``src[pos:end]`` holds of the Data payload under way; returns where
+        it stopped. The frame's FIN or RST applies once its payload is complete."""
+        n = min(self._payload_left, end - pos)
+        sid = self._payload_sid
+        st = self._payload_stream
+        if st is not None and self._streams.get(sid) is not st:
+            st = self._payload_stream = None  # reset meanwhile: drop the rest
+        if n and st is not None:
+            if pos == 0 and n == len(src) and type(src) is bytes:
+                piece = src  # all of it: no copy
+            else:
+                piece = bytes(src[pos : pos + n])
+            events.append(DataReceived(sid, piece))
+        self._payload_left -= n
+        if not self._payload_left:
+            self._payload_stream = None
+            if st is not None and self._payload_flags & (_FIN | _RST):
+                self._end_flags(sid, st, self._payload_flags, events)
+        return pos + n
+
+    def _parse(self, src: bytes | memoryview, pos: int, end: int, events: list[Event]) -> int:
+        """Handle whole frames from ``src[pos:end]``, and the start of a Data frame whose
+        payload goes on; returns where it stopped (before a partial header, if any)."""
         while end - pos >= HEADER_SIZE:
             version, ftype, flags, sid, length = _unpack_from(src, pos)
             if version != VERSION:
                 raise RemoteProtocolError(f"yamux version {version}", GoAwayCode.PROTOCOL_ERROR)
             if ftype == _DATA:
-                if end - pos - HEADER_SIZE < length:
-                    # Wait for the whole payload, but refuse an overrun before buffering it:
-                    # no frame may exceed a window we could have granted.
-                    st = streams.get(sid)
-                    if flags & _SYN:
-                        limit = INITIAL_WINDOW
-                    elif st is not None:
-                        limit = st.recv_window
-                    else:
-                        limit = self.max_window
-                    if length > limit:
-                        raise RemoteProtocolError("window overrun", GoAwayCode.PROTOCOL_ERROR)
-                    break
                 start = pos + HEADER_SIZE
-                pos = start + length
                 st = self._flags_and_stream(ftype, flags, sid, events)
-                if length:
-                    if st is None:
-                        pass  # a stream we already closed or reset: drop its data
-                    elif st.remote_closed:
+                if st is None and length > (INITIAL_WINDOW if flags & _SYN else self.max_window):
+                    # Dropped, but still more than any window we could have granted.
+                    raise RemoteProtocolError("window overrun", GoAwayCode.PROTOCOL_ERROR)
+                if length and st is not None:
+                    if st.remote_closed:
                         self._reset_by_us(sid, st, events)
                         st = None  # gone: a RST flag on this frame changes nothing more
+                    elif length > st.recv_window:
+                        raise RemoteProtocolError(
+                            f"window overrun on stream {sid}", GoAwayCode.PROTOCOL_ERROR
+                        )
                     else:
-                        if length > st.recv_window:
-                            raise RemoteProtocolError(
-                                f"window overrun on stream {sid}", GoAwayCode.PROTOCOL_ERROR
-                            )
                         st.recv_window -= length
+                if end - start < length:
+                    # The payload goes on in later input: what is here now goes at once.
+                    self._payload_sid = sid
+                    self._payload_stream = st
+                    self._payload_flags = flags
+                    self._payload_left = length
+                    return self._payload(src, start, end, events)
+                pos = start + length
+                if st is not None:
+                    if length:
                         events.append(DataReceived(sid, bytes(src[start:pos])))
-                if st is not None and flags & (_FIN | _RST):
-                    self._end_flags(sid, st, flags, events)
+                    if flags & (_FIN | _RST):
+                        self._end_flags(sid, st, flags, events)
             elif ftype == _WINDOW_UPDATE:
                 pos += HEADER_SIZE
                 st = self._flags_and_stream(ftype, flags, sid, events)

@@ -9,12 +9,14 @@ import anyio
 
 from p2pstack.errors import StreamReset
 from p2pstack.muxer.buffered import BufferedStream
+from p2pstack.muxer.yamux.frame import DEFAULT_MAX_REFERENCED_FRAME_DATA
 
 if TYPE_CHECKING:
     from p2pstack.muxer.yamux.connection import YamuxConnection
 
-#: A send() queues at most this much before it lets the writer catch up.
-SEND_CHUNK = 256 * 1024
+#: A send() queues at most this much before it lets the writer catch up: one frame of
+#: the largest size sent by reference (four whole Noise messages).
+SEND_CHUNK = DEFAULT_MAX_REFERENCED_FRAME_DATA
 #: A send at least this large yields to other tasks even when nothing made it wait.
 YIELD_AFTER = 16 * 1024
 

@@ -33,8 +33,13 @@ class NoiseStream(SecureStream):
     ``send_eof`` half-closes the raw stream; ``aclose`` closes it.
 
     For a muxer's writer there is also a non-blocking path: :meth:`send_nowait` encrypts
-    and writes what the socket takes at once, keeping the rest for :meth:`flush`. The
-    caller must not mix it with a concurrent ``send``.
+    and writes what the socket takes at once, keeping the rest (as ciphertext, in the
+    encoder's buffer) for :meth:`flush`; while a ``send`` writes, it raises
+    ``BusyResourceError``.
+    :meth:`send_segments` and :meth:`send_segments_nowait` take several buffers and seal
+    each into messages of its own, straight from the caller's memory: a muxer passes its
+    frame headers and its payloads apart, and the peer can then take a payload's message
+    as the payload itself.
     """
 
     def __init__(self, raw: anyio.abc.ByteStream, handshake: NoiseHandshake) -> None:
@@ -45,7 +50,7 @@ class NoiseStream(SecureStream):
         self._try_send = getattr(raw, "try_send", None)
         self._receive_into_nowait = getattr(raw, "receive_into_nowait", None)
         self._raw_wait_readable = getattr(raw, "wait_readable", None)
-        #: Whether :meth:`receive_view_nowait`, :meth:`wait_readable` and
+        #: Whether :meth:`receive_nowait`, :meth:`wait_readable` and
         #: :meth:`interrupt_wait` work (the raw stream can receive without waiting, and
         #: wait apart from receiving).
         self.pollable = (
@@ -59,8 +64,8 @@ class NoiseStream(SecureStream):
         self._decoder = NoiseDecoder(handshake.receive_key)
         self._decoder.feed(handshake.unconsumed())
         self._pending = b""
-        self._unsent: bytearray | None = None
         self._send_broken = False
+        self._writing = False  # a send or flush is writing the encoder's pending bytes
         self._send_guard = anyio.ResourceGuard("sending to")
         self._bind_identity(
             raw,
@@ -106,16 +111,17 @@ class NoiseStream(SecureStream):
             if plain is None:
                 await self._read_more()
 
-    def receive_view_nowait(self) -> memoryview | None:
-        """Like :meth:`receive_view` without waiting: the next whole message's plaintext
-        (never empty), or ``None`` when none has arrived yet; then :meth:`wait_readable`
-        before asking again. Only when :attr:`pollable`. EOF raises ``EndOfStream``; a
-        message that fails authentication raises ``NoiseDecryptError``."""
+    def receive_nowait(self) -> bytes | None:
+        """The next whole message's plaintext (never empty) as a new ``bytes`` object, or
+        ``None`` when none has arrived yet; then :meth:`wait_readable` before asking again.
+        Only when :attr:`pollable`. EOF raises ``EndOfStream``; a message that fails
+        authentication raises ``NoiseDecryptError``. Not to be mixed with :meth:`receive`
+        while that holds a partial message."""
         decoder = self._decoder
         receive_nowait = self._receive_into_nowait
         assert receive_nowait is not None
         while True:
-            plain = decoder.next_plaintext_view()
+            plain = decoder.next_plaintext()
             if plain:
                 return plain
             if plain is None:
@@ -145,16 +151,23 @@ class NoiseStream(SecureStream):
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         """Encrypt and write ``item``. Cancelled before it starts, nothing is sent; cancelled
         while the socket is full, part of a message may have gone out and the stream is
-        broken from then on (its nonces and framing cannot be recovered)."""
+        broken from then on (its nonces and framing cannot be recovered). An empty
+        ``item`` is an empty message (which the peer skips)."""
+        await self._send((item,), empty=True)
+
+    async def send_segments(self, segments: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Like :meth:`send` with the segments' bytes in order; each non-empty segment is
+        encrypted into messages of its own, straight from its buffer."""
+        await self._send(segments, empty=False)
+
+    async def _send(
+        self, segments: Sequence[bytes | bytearray | memoryview], *, empty: bool
+    ) -> None:
         await anyio.lowlevel.checkpoint_if_cancelled()
         with self._send_guard:
             self._check_send()
-            try:
-                await self._flush()
-                await self._raw.send(self._encoder.encode(item))  # type: ignore[arg-type]
-            except anyio.get_cancelled_exc_class():
-                self._send_broken = True
-                raise
+            self._encoder.append(segments, empty=empty)
+            await self._write_pending()
 
     def _check_send(self) -> None:
         if self._send_broken:
@@ -163,38 +176,51 @@ class NoiseStream(SecureStream):
     def send_nowait(self, data: bytes | bytearray | memoryview) -> bool:
         """Encrypt ``data`` and write what the socket accepts now. Returns ``True`` when
         everything went out, else the rest waits for :meth:`flush`."""
+        return self.send_segments_nowait((data,))
+
+    def send_segments_nowait(self, segments: Sequence[bytes | bytearray | memoryview]) -> bool:
+        """:meth:`send_nowait` for segments, encrypted as :meth:`send_segments` does. The
+        segments are not referred to afterwards. Behind bytes still unsent, nothing is
+        tried (returns ``False``)."""
+        if self._writing:
+            raise anyio.BusyResourceError("sending to")
         self._check_send()
-        frames = self._encoder.encode(data)
-        if self._unsent is not None:
-            self._unsent += frames
+        encoder = self._encoder
+        if encoder.pending_bytes or self._try_send is None:
+            encoder.append(segments)
             return False
-        sent = self._try_send(frames) if self._try_send is not None else 0
-        if sent == len(frames):
-            return True
-        self._unsent = bytearray(frames[sent:])
-        return False
+        encoder.append(segments)
+        return encoder.write_with(self._try_send)
 
     @property
     def unsent(self) -> int:
         """Encrypted bytes :meth:`send_nowait` could not write yet."""
-        return len(self._unsent) if self._unsent is not None else 0
+        return self._encoder.pending_bytes
 
     async def flush(self) -> None:
         """Write what :meth:`send_nowait` left over (same cancellation rule as send)."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         with self._send_guard:
             self._check_send()
-            try:
-                await self._flush()
-            except anyio.get_cancelled_exc_class():
-                self._send_broken = True
-                raise
+            await self._write_pending()
 
-    async def _flush(self) -> None:
-        unsent = self._unsent
-        if unsent is not None:
-            await self._raw.send(unsent)  # type: ignore[arg-type]  # bytes-like
-            self._unsent = None
+    async def _write_pending(self) -> None:
+        encoder = self._encoder
+        if not encoder.pending_bytes:
+            return
+        pending = encoder.pending
+        n = len(pending)
+        self._writing = True
+        try:
+            await self._raw.send(pending)  # type: ignore[arg-type]  # bytes-like
+        except anyio.get_cancelled_exc_class():
+            self._send_broken = True
+            raise
+        finally:
+            # Sent, or failed (closed, broken, cancelled midway): either way not again.
+            self._writing = False
+            pending.release()
+            encoder.consumed(n)
 
     async def send_eof(self) -> None:
         await self.flush()

@@ -10,6 +10,7 @@ straight into the outgoing buffer.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -33,37 +34,105 @@ class NoiseDecryptError(RemoteProtocolError):
 class NoiseEncoder:
     """Encrypts plaintext into framed transport messages.
 
-    The frames are written into one reused buffer: :meth:`encode` returns a view of it that
-    stays valid until the next call. (A fresh buffer per call costs more than the
-    encryption: large allocations come from the kernel page by page.)
+    The messages go into one reused buffer, which also keeps what the socket has not taken
+    yet: :meth:`append` encrypts after what is pending, :attr:`pending` is a view of it all
+    and :meth:`consumed` drops what went out. (A fresh buffer per write costs more than the
+    encryption: large allocations come from the kernel page by page.) Each segment given to
+    :meth:`append` is encrypted straight from the caller's buffer into its own messages.
     """
 
-    __slots__ = ("_aead", "_buf", "_nonce")
+    __slots__ = ("_aead", "_buf", "_end", "_nonce", "_start", "_view")
 
     def __init__(self, key: bytes) -> None:
         self._aead = ChaCha20Poly1305(key)
         self._nonce = 0
         self._buf = bytearray(0)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
 
     def encode(self, data: bytes | bytearray | memoryview) -> memoryview:
-        """Frame and encrypt ``data`` (any length, split at 65519 bytes)."""
-        total = len(data)
-        count = (total + MAX_PLAINTEXT - 1) // MAX_PLAINTEXT or 1
-        size = total + count * (2 + TAG)
-        if len(self._buf) < size:
-            self._buf = bytearray(max(size, 2 * len(self._buf)))
-        out = self._buf
-        out_view = memoryview(out)
-        src = memoryview(data)
-        encrypt_into = self._aead.encrypt_into
+        """The messages of ``data`` alone (any length, split at 65519 bytes; one empty
+        message when ``data`` is empty), as a view valid until the next call. Only with
+        nothing pending."""
+        assert self._start == self._end, "encode() with bytes still pending"
+        self._start = self._end = 0
+        self._seal(memoryview(data), len(data), 1)
+        view = self._view[: self._end]
+        self._end = 0
+        return view
+
+    def append(
+        self, segments: Iterable[bytes | bytearray | memoryview], *, empty: bool = False
+    ) -> None:
+        """Encrypt each segment into messages of its own, after what is pending. An empty
+        segment makes one empty message when ``empty``, else none."""
+        for segment in segments:
+            total = len(segment)
+            if total or empty:
+                self._seal(memoryview(segment), total, 1)
+
+    @property
+    def pending(self) -> memoryview:
+        """The messages not written yet (valid until the next :meth:`append`)."""
+        return self._view[self._start : self._end]
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._end - self._start
+
+    def write_with(self, try_send: Callable[[memoryview], int]) -> bool:
+        """Offer the pending bytes to ``try_send`` (which returns how many it took);
+        whether none are left."""
+        start = self._start
+        end = self._end
+        n = try_send(self._view[start:end])
+        if start + n >= end:
+            self._start = self._end = 0
+            return True
+        self._start = start + n
+        return False
+
+    def consumed(self, n: int) -> None:
+        """The first ``n`` pending bytes went out."""
+        self._start += n
+        if self._start >= self._end:
+            self._start = self._end = 0
+
+    def _room(self, size: int) -> None:
+        """Make room for ``size`` more bytes after what is pending."""
+        start = self._start
+        pending = self._end - start
+        length = len(self._buf)
+        if pending + size <= length and pending <= start:
+            # Move the pending bytes to the front (the regions do not overlap).
+            self._buf[:pending] = self._view[start : self._end]
+        else:
+            if pending + size > length:
+                length = max(pending + size, 2 * length)
+            moved = bytearray(length)
+            moved[:pending] = self._view[start : self._end]
+            self._buf = moved
+            self._view = memoryview(moved)
+        self._start = 0
+        self._end = pending
+
+    def _seal(self, src: memoryview, total: int, minimum: int) -> None:
+        count = (total + MAX_PLAINTEXT - 1) // MAX_PLAINTEXT or minimum
         nonce = self._nonce
         if nonce + count > _MAX_NONCE:
             raise RemoteProtocolError("noise nonce exhausted")
-        pos = 0
-        at = 0
+        size = total + count * (2 + TAG)
+        if self._end + size > len(self._buf):
+            self._room(size)
+        out = self._buf
+        out_view = self._view
+        encrypt_into = self._aead.encrypt_into
         pack_len = _LEN.pack_into
         pack_nonce = _NONCE.pack
-        while True:
+        at = self._end
+        pos = 0
+        for _ in range(count):
             chunk = min(MAX_PLAINTEXT, total - pos)
             pack_len(out, at, chunk + TAG)
             encrypt_into(
@@ -75,10 +144,8 @@ class NoiseEncoder:
             nonce += 1
             at += 2 + chunk + TAG
             pos += chunk
-            if pos >= total:
-                break
         self._nonce = nonce
-        return out_view[:size]
+        self._end = at
 
 
 class NoiseDecoder:
@@ -146,11 +213,12 @@ class NoiseDecoder:
         """Put the unread bytes at the start of a buffer of ``length`` (a new one if the
         size changes)."""
         size = self._end - self._start
-        if length != len(self._buf):
-            bigger = bytearray(length)
-            bigger[:size] = self._view[self._start : self._end]
-            self._buf = bigger
-            self._view = memoryview(bigger)
+        if length != len(self._buf) or size > self._start:
+            # A new buffer (also when the bytes would move over themselves).
+            moved = bytearray(length)
+            moved[:size] = self._view[self._start : self._end]
+            self._buf = moved
+            self._view = memoryview(moved)
         else:
             self._buf[:size] = self._view[self._start : self._end]
         self._start = 0
