@@ -215,13 +215,19 @@ def test_small_or_mutable_payloads_are_copied() -> None:
     )
 
 
-def test_data_to_send_joins_what_was_queued_by_reference() -> None:
+def sent_then_closed() -> tuple[Link, int, bytes, bytearray]:
+    """A stream on which the client sent 25,600 bytes (queued by reference) and FIN:
+    (link, stream id, payload, the client's data_to_send())."""
     link = Link(None)
     sid = link.open()
     payload = bytes(range(256)) * 100
     link.client.send_data(sid, payload)
     link.client.send_eof(sid)
-    out = link.client.data_to_send()
+    return link, sid, payload, link.client.data_to_send()
+
+
+def test_data_to_send_joins_what_was_queued_by_reference() -> None:
+    link, sid, payload, out = sent_then_closed()
     assert isinstance(out, bytearray) and link.client.bytes_to_send == 0
     assert [f[:3] for f in frames(out)] == [(DATA, 0, sid), (WINDOW_UPDATE, FIN, sid)]
     assert link.server.receive_data(bytes(out)) == [
@@ -231,12 +237,8 @@ def test_data_to_send_joins_what_was_queued_by_reference() -> None:
 
 
 def test_a_payload_is_delivered_as_it_arrives() -> None:
-    link = Link(None)
-    sid = link.open()
-    payload = bytes(range(256)) * 100
-    link.client.send_data(sid, payload)
-    link.client.send_eof(sid)
-    out = bytes(link.client.data_to_send())
+    link, sid, _, sent = sent_then_closed()
+    out = bytes(sent)
     header, body, fin = out[:HEADER_SIZE], out[HEADER_SIZE:-HEADER_SIZE], out[-HEADER_SIZE:]
     server = link.server
     assert server.receive_data(header + body[:100]) == [DataReceived(sid, body[:100])]
