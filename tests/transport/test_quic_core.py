@@ -39,7 +39,7 @@ from aioquic.quic.stream import QuicStreamSender
 from p2pstack.errors import CertificateError, PeerIDMismatch
 from p2pstack.identity import KeyPair
 from p2pstack.transport.quic import QuicTransport
-from p2pstack.transport.quic.core import HANDSHAKE_TIMEOUT_CODE, QuicCore
+from p2pstack.transport.quic.core import HANDSHAKE_TIMEOUT_CODE, TIMER_GRANULARITY, QuicCore
 from p2pstack.transport.quic.crypto import FastHeaderProtection
 from p2pstack.transport.quic.tls import Libp2pTlsContext
 from p2pstack.transport.quic.transport import CID_LENGTH
@@ -692,3 +692,32 @@ def test_datagram_size_grows_after_the_handshake(
     assert wire.received(0) == 512 * 1024
     largest = max(len(d) for _, d in wire.sent["client"][start:])
     assert expected - 16 <= largest <= expected
+
+
+def test_pacing_bursts_cover_the_timer_granularity() -> None:
+    """The shell's timers fire a millisecond late at best (epoll), so a paced sender must
+    be allowed a millisecond's worth of packets per wake-up; aioquic's own pacer allows 16
+    packets, which on loopback with 1,452-byte datagrams capped QUIC at ~20 MiB/s."""
+    pacer = Wire().client._loss._pacer
+    pacer._max_datagram_size = 1452
+    pacer.update_rate(congestion_window=8 << 20, smoothed_rtt=0.001)  # 8 GB/s
+    pacer.bucket_time = 0.0
+    pacer.evaluation_time = 1.0
+    woken = 1.0 + TIMER_GRANULARITY
+    burst = 0
+    while pacer.next_send_time(woken) is None:
+        pacer.update_after_send(woken)
+        burst += 1
+    # A millisecond's worth at the pacing rate (aioquic's pacer: 16 packets).
+    assert pacer.packet_time is not None
+    assert burst >= 0.9 * TIMER_GRANULARITY / pacer.packet_time > 16
+    # At a slow rate the pacer still spaces packets out: a millisecond earns a few.
+    pacer.update_rate(congestion_window=64 * 1452, smoothed_rtt=0.05)
+    pacer.bucket_time = 0.0
+    pacer.evaluation_time = 2.0
+    woken = 2.0 + TIMER_GRANULARITY
+    burst = 0
+    while pacer.next_send_time(woken) is None:
+        pacer.update_after_send(woken)
+        burst += 1
+    assert 1 <= burst <= 3
