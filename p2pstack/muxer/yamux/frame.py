@@ -21,8 +21,8 @@ VERSION = 0
 INITIAL_WINDOW = 256 * 1024
 #: go-yamux's default maximum stream window.
 MAX_WINDOW = 16 * 1024 * 1024
-#: Largest payload we put in one Data frame. 65507 + 12 header bytes = 65519, the most
-#: plaintext one Noise frame carries, so bulk data maps one yamux frame to one Noise frame.
+#: Largest payload we copy into one Data frame. 65507 + 12 header bytes = 65519, the most
+#: plaintext one Noise frame carries, so a copied frame maps to one Noise frame.
 #: Peers accept any frame length up to the window they granted (js sends frames of up to
 #: the whole window, 1 MiB and more; go sends 64 KiB).
 DEFAULT_MAX_FRAME_DATA = 65519 - HEADER_SIZE
