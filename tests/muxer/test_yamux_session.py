@@ -765,3 +765,23 @@ def test_oversized_data_header_is_refused_before_its_payload(
     server.reset_stream(1)
     server.data_to_send()
     assert_protocol_error(server, header, step)
+
+
+def test_a_view_of_wider_items_is_sent_as_its_bytes(step: int | None) -> None:
+    link = Link(step)
+    sid = link.open()
+    words = memoryview(bytes(range(256)) * 320).cast("I")  # 81920 bytes, 20480 items
+    strided = memoryview(bytes(range(256)) * 200)[::2]  # 25600 bytes, not contiguous
+    assert link.client.send_data(sid, words) == 81920
+    assert link.client.send_data(sid, strided) == 25600
+    out = bytes(link.client.data_to_send())
+    assert link.client.bytes_to_send == 0
+    assert received(feed(link.server, out, step), sid) == words.tobytes() + strided.tobytes()
+
+
+def test_oversized_data_after_the_peers_fin_is_a_protocol_error() -> None:
+    server = server_with_stream_1()
+    assert server.receive_data(encode_header(WINDOW_UPDATE, FIN, 1, 0)) == [StreamEnded(1)]
+    with pytest.raises(RemoteProtocolError):
+        server.receive_data(encode_header(DATA, 0, 1, 0xFFFFFFFF))
+    assert server.terminated

@@ -290,12 +290,14 @@ class YamuxSession:
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
         """Frame as much of ``data`` as the send window allows; return how many bytes."""
         st = self._writable(stream_id)
-        n = min(len(data), st.send_window)
+        view = memoryview(data)
+        if view.itemsize != 1 or not view.c_contiguous:
+            view = memoryview(view.tobytes())  # count and frame bytes, not items
+        n = min(len(view), st.send_window)
         if n <= 0:
             return 0
         st.send_window -= n
         step = self.max_frame_data
-        view = memoryview(data)
         pos = 0
         out = self._out
         if n >= REFERENCE_AT and isinstance(view.obj, bytes):
@@ -487,19 +489,19 @@ class YamuxSession:
             if ftype == _DATA:
                 start = pos + HEADER_SIZE
                 st = self._flags_and_stream(ftype, flags, sid, events)
-                if st is None and length > (INITIAL_WINDOW if flags & _SYN else self.max_window):
-                    # Dropped, but still more than any window we could have granted.
-                    raise RemoteProtocolError("window overrun", GoAwayCode.PROTOCOL_ERROR)
-                if length and st is not None:
-                    if st.remote_closed:
+                if length and (st is None or st.remote_closed):
+                    if length > (INITIAL_WINDOW if flags & _SYN else self.max_window):
+                        # Dropped, but still more than any window we could have granted.
+                        raise RemoteProtocolError("window overrun", GoAwayCode.PROTOCOL_ERROR)
+                    if st is not None:  # data after the peer's FIN
                         self._reset_by_us(sid, st, events)
                         st = None  # gone: a RST flag on this frame changes nothing more
-                    elif length > st.recv_window:
+                elif length and st is not None:
+                    if length > st.recv_window:
                         raise RemoteProtocolError(
                             f"window overrun on stream {sid}", GoAwayCode.PROTOCOL_ERROR
                         )
-                    else:
-                        st.recv_window -= length
+                    st.recv_window -= length
                 if end - start < length:
                     # The payload goes on in later input: what is here now goes at once.
                     self._payload_sid = sid

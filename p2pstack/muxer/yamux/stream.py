@@ -78,6 +78,8 @@ class YamuxStream(BufferedStream):
         try:
             await self._lowlevel.checkpoint_if_cancelled()
             view = memoryview(item)
+            if view.itemsize != 1 or not view.c_contiguous:
+                view = memoryview(view.tobytes())  # send its bytes, not its items
             conn = self._conn
             gave_way = False
             while True:

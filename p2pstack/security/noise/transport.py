@@ -104,16 +104,15 @@ class NoiseEncoder:
         start = self._start
         pending = self._end - start
         length = len(self._buf)
-        if pending + size <= length and pending <= start:
-            # Move the pending bytes to the front (the regions do not overlap).
+        if pending + size <= length:
+            # Same size: a slice assignment, allowed while views of the buffer exist (and
+            # safe over itself: CPython copies a memoryview's bytes before assigning them).
             self._buf[:pending] = self._view[start : self._end]
         else:
-            if pending + size > length:
-                length = max(pending + size, 2 * length)
-            moved = bytearray(length)
-            moved[:pending] = self._view[start : self._end]
-            self._buf = moved
-            self._view = memoryview(moved)
+            bigger = bytearray(max(pending + size, 2 * length))
+            bigger[:pending] = self._view[start : self._end]
+            self._buf = bigger
+            self._view = memoryview(bigger)
         self._start = 0
         self._end = pending
 
@@ -213,13 +212,14 @@ class NoiseDecoder:
         """Put the unread bytes at the start of a buffer of ``length`` (a new one if the
         size changes)."""
         size = self._end - self._start
-        if length != len(self._buf) or size > self._start:
-            # A new buffer (also when the bytes would move over themselves).
-            moved = bytearray(length)
-            moved[:size] = self._view[self._start : self._end]
-            self._buf = moved
-            self._view = memoryview(moved)
+        if length != len(self._buf):
+            bigger = bytearray(length)
+            bigger[:size] = self._view[self._start : self._end]
+            self._buf = bigger
+            self._view = memoryview(bigger)
         else:
+            # Safe when the regions overlap: CPython copies a memoryview's bytes before
+            # assigning them into a bytearray.
             self._buf[:size] = self._view[self._start : self._end]
         self._start = 0
         self._end = size
