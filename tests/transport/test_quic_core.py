@@ -694,6 +694,18 @@ def test_datagram_size_grows_after_the_handshake(
     assert expected - 16 <= largest <= expected
 
 
+def burst_after_one_granularity(pacer: Any, now: float) -> int:
+    """Packets the pacer lets out at once when woken TIMER_GRANULARITY after it ran dry."""
+    pacer.bucket_time = 0.0
+    pacer.evaluation_time = now
+    woken = now + TIMER_GRANULARITY
+    burst = 0
+    while pacer.next_send_time(woken) is None:
+        pacer.update_after_send(woken)
+        burst += 1
+    return burst
+
+
 def test_pacing_bursts_cover_the_timer_granularity() -> None:
     """The shell's timers fire a millisecond late at best (epoll), so a paced sender must
     be allowed a millisecond's worth of packets per wake-up; aioquic's own pacer allows 16
@@ -701,23 +713,10 @@ def test_pacing_bursts_cover_the_timer_granularity() -> None:
     pacer = Wire().client._loss._pacer
     pacer._max_datagram_size = 1452
     pacer.update_rate(congestion_window=8 << 20, smoothed_rtt=0.001)  # 8 GB/s
-    pacer.bucket_time = 0.0
-    pacer.evaluation_time = 1.0
-    woken = 1.0 + TIMER_GRANULARITY
-    burst = 0
-    while pacer.next_send_time(woken) is None:
-        pacer.update_after_send(woken)
-        burst += 1
+    burst = burst_after_one_granularity(pacer, 1.0)
     # A millisecond's worth at the pacing rate (aioquic's pacer: 16 packets).
     assert pacer.packet_time is not None
     assert burst >= 0.9 * TIMER_GRANULARITY / pacer.packet_time > 16
     # At a slow rate the pacer still spaces packets out: a millisecond earns a few.
     pacer.update_rate(congestion_window=64 * 1452, smoothed_rtt=0.05)
-    pacer.bucket_time = 0.0
-    pacer.evaluation_time = 2.0
-    woken = 2.0 + TIMER_GRANULARITY
-    burst = 0
-    while pacer.next_send_time(woken) is None:
-        pacer.update_after_send(woken)
-        burst += 1
-    assert 1 <= burst <= 3
+    assert 1 <= burst_after_one_granularity(pacer, 2.0) <= 3
