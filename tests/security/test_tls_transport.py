@@ -316,14 +316,24 @@ async def test_a_peer_is_offered_the_security_it_used_last(
                 monkeypatch.undo()
                 assert proposals[0] == ["/noise"]  # the security proposal, alone
                 await a.disconnect(b.peer_id)
-        tls_listen = f"/ip4/127.0.0.1/tcp/{port}"
-        async with Host(key_b, listen_addrs=[tls_listen], security=[Tls(key_b)]) as b2:
-            with anyio.fail_after(10):
-                await a.connect(f"{b2.addrs[0]}/p2p/{b2.peer_id}")
-                assert len(await a.ping(b2.peer_id)) == 1
-                assert upgrader.remembered_security(b2.peer_id) == "/tls/1.0.0"
+        await reached_after_restart(a, key_b, port, Tls(key_b), "/tls/1.0.0", again=True)
+
+
+async def reached_after_restart(
+    a: Host, key: KeyPair, port: str, security: Any, protocol: str, *, again: bool = False
+) -> None:
+    """``key``'s host back on ``port`` with ``security`` only: ``a`` reaches and pings it,
+    and remembers ``protocol`` for it; with ``again``, it reconnects (``protocol`` alone)."""
+    listen = f"/ip4/127.0.0.1/tcp/{port}"
+    async with Host(key, listen_addrs=[listen], security=[security]) as b2:
+        addr = f"{b2.addrs[0]}/p2p/{b2.peer_id}"
+        with anyio.fail_after(10):
+            await a.connect(addr)
+            assert len(await a.ping(b2.peer_id)) == 1
+            assert a.swarm.upgrader.remembered_security(b2.peer_id) == protocol
+            if again:
                 await a.disconnect(b2.peer_id)
-                await a.connect(f"{b2.addrs[0]}/p2p/{b2.peer_id}")  # /tls/1.0.0 alone
+                await a.connect(addr)
                 assert len(await a.ping(b2.peer_id)) == 1
 
 
@@ -341,9 +351,4 @@ async def test_a_peer_remembered_as_tls_is_reached_when_it_speaks_only_noise(
                 await a.connect(f"{b.addrs[0]}/p2p/{b.peer_id}")
                 assert upgrader.remembered_security(b.peer_id) == "/tls/1.0.0"
                 await a.disconnect(b.peer_id)
-        noise_listen = f"/ip4/127.0.0.1/tcp/{port}"
-        async with Host(key_b, listen_addrs=[noise_listen], security=[Noise(key_b)]) as b2:
-            with anyio.fail_after(10):
-                await a.connect(f"{b2.addrs[0]}/p2p/{b2.peer_id}")
-                assert len(await a.ping(b2.peer_id)) == 1
-                assert upgrader.remembered_security(b2.peer_id) == "/noise"
+        await reached_after_restart(a, key_b, port, Noise(key_b), "/noise")
