@@ -17,6 +17,8 @@ from __future__ import annotations
 import heapq
 import inspect
 import itertools
+import math
+import random
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -108,6 +110,11 @@ class Wire:
         self.events: dict[str, list[tuple[float, events.QuicEvent]]] = {"client": [], "server": []}
         self.sent: dict[str, list[tuple[float, bytes]]] = {"client": [], "server": []}
         self.cut = {"client": False, "server": False}  # drop what this side sends
+        # Drop each datagram this side sends with this probability (the draws come from a
+        # seeded generator), and count what was dropped.
+        self.loss = {"client": 0.0, "server": 0.0}
+        self.dropped = {"client": 0, "server": 0}
+        self._loss_random = random.Random(7)
         self._in_flight: list[tuple[float, int, str, bytes]] = []
         self._sequence = itertools.count()
         self.client.connect(SERVER_ADDR, self.now)  # sent by the first run()
@@ -130,7 +137,9 @@ class Wire:
         for side, core in self.cores():
             for data, _ in core.datagrams_to_send(self.now):
                 self.sent[side].append((self.now, data))
-                if not self.cut[side]:
+                lost = self.loss[side] and self._loss_random.random() < self.loss[side]
+                self.dropped[side] += bool(lost)
+                if not self.cut[side] and not lost:
                     to = "server" if side == "client" else "client"
                     entry = (self.now + ONE_WAY_DELAY, next(self._sequence), to, data)
                     heapq.heappush(self._in_flight, entry)
@@ -329,6 +338,10 @@ def test_quic_connection_attributes() -> None:
     assert isinstance(loss._rtt_initialized, bool)
     assert isinstance(loss._rtt_smoothed, float)
     assert isinstance(loss._pacer._max_datagram_size, int)
+    # The loss timer's settling in handle_timer:
+    assert core._loss_at is None and core._close_at is None  # both set once it runs
+    assert loss._get_loss_space() is None
+    assert _parameters(type(loss).on_loss_detection_timeout) == ["self", "now"]
     cc = loss._cc
     assert isinstance(cc.congestion_window, int)
     assert hasattr(cc, "_max_datagram_size")  # the default (reno) keeps its own copy
@@ -490,6 +503,37 @@ def test_connection_credit_follows_consumption() -> None:
     assert due[-1] is True
     wire.run(wire.now + 5.0)
     assert sum(wire.received(s) for s in streams) == 4 * STREAM_WINDOW
+
+
+def test_a_loss_timer_due_to_the_ulp_settles_its_packet() -> None:
+    """aioquic sets the loss timer to send time + threshold and counts a packet lost when
+    its send time is at most now - threshold. For some send times the two disagree by an
+    ulp; handle_timer at the timer's own time must still count the packet lost, or the
+    timer never moves (the Wire's fake clock would spin on it)."""
+    wire = Wire().connected()
+    client = wire.client
+    wire.cut["client"] = True
+    client.send_stream_data(0, b"lost")
+    wire.run(wire.now)  # sent (and dropped) at once
+    wire.cut["client"] = False
+    client.send_stream_data(0, b"acknowledged")
+    loss = client._loss
+    assert wire.run_until(lambda: loss._get_loss_space() is not None, wire.now + 0.1)
+    space = loss._get_loss_space()
+    assert space is not None
+    (number, packet), *_ = space.sent_packets.items()
+    delay = 9 / 8 * max(loss._rtt_latest, loss._rtt_smoothed)  # aioquic's time threshold
+    sent = packet.sent_time
+    while (sent + delay) - delay >= sent:  # find a send time the two rules disagree on
+        sent = math.nextafter(sent, math.inf)
+    packet.sent_time = sent
+    space.loss_time = sent + delay
+    due = client.get_timer()
+    assert due == space.loss_time
+    client.handle_timer(due)
+    assert number not in space.sent_packets  # counted lost (and queued again)
+    timer = client.get_timer()
+    assert timer is not None and timer > due
 
 
 def test_out_of_order_bytes_earn_no_connection_credit() -> None:

@@ -213,7 +213,18 @@ class QuicCore(QuicConnection):
             self._ping_uid += 1
             self.send_ping(self._ping_uid)
             self._keepalive_at = now + (self._keepalive_interval or 0.0)
+        loss_at, close_at = self._loss_at, self._close_at
+        loss_due = loss_at is not None and loss_at <= now and (close_at is None or now < close_at)
         super().handle_timer(now)
+        if loss_due:
+            # aioquic counts a packet lost once its send time is at most now - threshold,
+            # but sets the timer to send time + threshold; in floating point the two may
+            # differ by an ulp, and then the timer comes due without the packet counting
+            # as lost, and stays where it was: a shell would wake for it again at once (a
+            # fake clock, forever). A few ulps later the packet counts as lost.
+            space = self._loss._get_loss_space()
+            if space is not None and space.loss_time is not None and space.loss_time <= now:
+                self._loss.on_loss_detection_timeout(now=now + 4 * math.ulp(now))
 
     def next_event(self) -> events.QuicEvent | None:
         event = super().next_event()
