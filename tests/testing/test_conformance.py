@@ -214,7 +214,7 @@ SUBJECTS = {
         yamux_tls_tcp_pair, StreamTraits(clog_bytes=1024 * 1024, peer_close_errors=_EOF_ONLY)
     ),
     # A reader that reads nothing lets the sender deliver (and have acknowledged) the first
-    # stream window, 1 MiB; send() then holds up to SEND_BUFFER (1 MiB) unacknowledged
+    # stream window, 1 MiB; send() then holds up to SEND_BUFFER (4 MiB) unacknowledged
     # bytes before it waits. One send of more than the two together blocks.
     "quic": Subject(
         quic_pair,

@@ -622,7 +622,7 @@ async def test_sender_blocks_on_a_reader_that_reads_nothing(anyio_backend: str) 
     the sender's buffer then holds SEND_BUFFER unacknowledged bytes and send() waits;
     neither grows while the reader stays idle. Once it reads, everything arrives intact."""
     chunk = 16 * 1024  # divides the window and the buffer
-    total = 4 * MIB
+    total = STREAM_WINDOW + SEND_BUFFER + 2 * MIB
     data = random.Random(3).randbytes(total)
     sent = 0
     peak_unacked = 0

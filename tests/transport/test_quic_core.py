@@ -43,6 +43,7 @@ from p2pstack.identity import KeyPair
 from p2pstack.transport.quic import QuicTransport
 from p2pstack.transport.quic.core import HANDSHAKE_TIMEOUT_CODE, TIMER_GRANULARITY, QuicCore
 from p2pstack.transport.quic.crypto import FastHeaderProtection
+from p2pstack.transport.quic.sender import ChunkedStreamSender
 from p2pstack.transport.quic.tls import Libp2pTlsContext
 from p2pstack.transport.quic.transport import CID_LENGTH
 
@@ -257,8 +258,58 @@ def test_quic_connection_methods() -> None:
     parameters = inspect.signature(QuicConnection._parse_transport_parameters).parameters
     assert list(parameters) == ["self", "data", "from_session_ticket"]
     assert parameters["from_session_ticket"].default is False
+    assert _parameters(QuicConnection._get_or_create_stream) == ["self", "frame_type", "stream_id"]
+    assert _parameters(QuicConnection._get_or_create_stream_for_send) == ["self", "stream_id"]
     for public in ("receive_datagram", "datagrams_to_send", "get_timer", "handle_timer"):
         assert hasattr(QuicConnection, public)
+
+
+def test_stream_sender_hooks() -> None:
+    """sender.py overrides these QuicStreamSender methods (same parameters) and keeps the
+    state they share with the rest of aioquic in these attributes."""
+    assert _parameters(QuicStreamSender.write) == ["self", "data", "end_stream"]
+    assert _parameters(QuicStreamSender.get_frame) == ["self", "max_size", "max_offset"]
+    assert _parameters(QuicStreamSender.on_data_delivery) == [
+        "self",
+        "delivery",
+        "start",
+        "stop",
+        "fin",
+    ]
+    assert _parameters(QuicStreamSender.reset) == ["self", "error_code"]
+    sender = QuicStreamSender(stream_id=0, writable=True)
+    for name in (
+        "_acked",
+        "_acked_fin",
+        "_buffer",
+        "_buffer_fin",
+        "_buffer_start",
+        "_buffer_stop",
+        "_pending",
+        "_pending_eof",
+        "_reset_error_code",
+        "buffer_is_empty",
+        "highest_offset",
+        "is_finished",
+        "reset_pending",
+    ):
+        assert hasattr(sender, name), name
+
+
+def test_application_streams_use_the_chunked_sender() -> None:
+    """Streams either side opens get ChunkedStreamSender; crypto streams keep aioquic's."""
+    wire = Wire().connected()
+    assert wire.server is not None
+    wire.client.send_stream_data(0, b"ping")
+    wire.run(wire.now + 0.1)
+    wire.server.send_stream_data(0, b"pong")
+    wire.server.send_stream_data(1, b"server-opened")
+    wire.run(wire.now + 0.1)
+    for core in (wire.client, wire.server):
+        for stream_id in (0, 1):
+            assert type(core._streams[stream_id].sender) is ChunkedStreamSender
+        for crypto in core._crypto_streams.values():
+            assert type(crypto.sender) is QuicStreamSender
 
 
 def test_frame_writing_and_parsing_hooks() -> None:
@@ -503,6 +554,48 @@ def test_connection_credit_follows_consumption() -> None:
     assert due[-1] is True
     wire.run(wire.now + 5.0)
     assert sum(wire.received(s) for s in streams) == 4 * STREAM_WINDOW
+
+
+def test_a_lossy_transfer_arrives_intact_and_the_sender_lets_go() -> None:
+    """5 % of datagrams lost each way: what the client wrote (bytes, a bytearray it then
+    overwrote, views of bytes) arrives whole and in order, and once all is acknowledged
+    the client's sender holds nothing."""
+    wire = Wire().connected()
+    server = wire.server
+    assert server is not None
+    wire.loss = {"client": 0.05, "server": 0.05}
+    rng = random.Random(11)
+    expected = bytearray()
+    for i in range(60):
+        piece = rng.randbytes(rng.choice([1, 900, 20_000, 70_000]))
+        expected += piece
+        if i % 3 == 0:
+            reused = bytearray(piece)
+            wire.client.send_stream_data(0, reused)  # type: ignore[arg-type]
+            reused[:] = bytes(len(reused))
+        elif i % 3 == 1:
+            wire.client.send_stream_data(0, memoryview(b"<" + piece + b">")[1:-1])
+        else:
+            wire.client.send_stream_data(0, piece)
+    wire.client.send_stream_data(0, b"", end_stream=True)
+    consumed = 0
+
+    def everything_acknowledged() -> bool:
+        nonlocal consumed
+        got = wire.received(0)
+        if got > consumed:
+            server.consume(0, got - consumed)
+            consumed = got
+        return got == len(expected) and wire.client._streams[0].sender.is_finished
+
+    assert wire.run_until(everything_acknowledged, 60.0)
+    data = b"".join(e.data for _, e in wire.of_type("server", events.StreamDataReceived))
+    assert data == expected
+    sender = wire.client._streams[0].sender
+    assert isinstance(sender, ChunkedStreamSender)
+    assert wire.client.unacked(0) == 0
+    assert not any(len(chunk) for chunk in sender._chunks)
+    assert wire.dropped["client"] and wire.dropped["server"]
 
 
 def test_a_loss_timer_due_to_the_ulp_settles_its_packet() -> None:

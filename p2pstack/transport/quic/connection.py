@@ -30,7 +30,7 @@ from p2pstack.errors import HandshakeError, StreamReset
 from p2pstack.identity import PeerID
 from p2pstack.muxer.abc import MuxedConnection
 from p2pstack.transport.quic.core import NO_ERROR, QuicCore
-from p2pstack.transport.quic.stream import SEND_BUFFER, QuicStream
+from p2pstack.transport.quic.stream import SEND_RESUME, QuicStream
 
 if TYPE_CHECKING:
     from p2pstack.transport.quic.endpoint import QuicEndpoint
@@ -205,7 +205,7 @@ class QuicMuxedConnection(MuxedConnection):
             return
         if self._blocked_senders:
             for stream in list(self._blocked_senders):
-                if self.core.unacked(stream._id) < SEND_BUFFER:
+                if self.core.unacked(stream._id) <= SEND_RESUME:
                     self._blocked_senders.discard(stream)
                     stream._wake_sender()
         if self._open_waiters:
@@ -280,7 +280,7 @@ class QuicMuxedConnection(MuxedConnection):
 
     # ------------------------------------------------------------------ for the streams
 
-    def _send(self, stream_id: int, data: bytes, end: bool) -> None:
+    def _send(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
         self.core.send_stream_data(stream_id, data, end)
         self._endpoint.transmit_soon(self)
 

@@ -16,14 +16,16 @@ What libp2p and a bounded-memory shell need on top of it lives here, still witho
   (aioquic waits its 1 ms ACK delay); datagrams grow on loopback once the handshake is
   confirmed (``path_max_datagram_size``, capped by the peer's ``max_udp_payload_size``),
   which needs our own STREAM frame writer (aioquic's writes a 2-byte length); header
-  protection copies the packet once (:mod:`~p2pstack.transport.quic.crypto`); padding is
+  protection copies the packet once (:mod:`~p2pstack.transport.quic.crypto`); a stream's
+  send buffer holds the writers' own bytes (:mod:`~p2pstack.transport.quic.sender`); padding is
   skipped in one call; the client offers two key shares, not four.
 
 aioquic internals are wrapped rather than replaced where possible: ``_write_stream_limits``
 and ``_write_connection_limits`` (aioquic's own "double on arrival" rule is kept out by
 hiding the received offset from it for the duration of the call), ``_initialize``,
-``_update_traffic_key``, ``_parse_transport_parameters``; ``_write_stream_frame`` and
-``_handle_padding_frame`` are our own. The version range in ``pyproject.toml`` pins what
+``_update_traffic_key``, ``_parse_transport_parameters``, ``_get_or_create_stream`` and
+``_get_or_create_stream_for_send``; ``_write_stream_frame`` and ``_handle_padding_frame``
+are our own. The version range in ``pyproject.toml`` pins what
 these hooks were written against, and ``tests/transport/test_quic_core.py`` checks them.
 """
 
@@ -42,6 +44,7 @@ from aioquic.quic.recovery import QuicPacketPacer
 
 from p2pstack.identity import PeerID
 from p2pstack.transport.quic.crypto import use_fast_header_protection
+from p2pstack.transport.quic.sender import ChunkedStreamSender
 from p2pstack.transport.quic.tls import Libp2pTlsContext
 
 #: QUIC application error code for a connection closed normally, and for a stream reset
@@ -373,6 +376,16 @@ class QuicCore(QuicConnection):
 
     # ------------------------------------------------------------------ send side
 
+    def _get_or_create_stream(self, frame_type: int, stream_id: int) -> Any:
+        stream = super()._get_or_create_stream(frame_type, stream_id)
+        ChunkedStreamSender.adopt(stream.sender)
+        return stream
+
+    def _get_or_create_stream_for_send(self, stream_id: int) -> Any:
+        stream = super()._get_or_create_stream_for_send(stream_id)
+        ChunkedStreamSender.adopt(stream.sender)
+        return stream
+
     def _write_stream_frame(self, builder: Any, space: Any, stream: Any, max_offset: int) -> int:
         """Write one STREAM frame (RFC 9000 19.8) with its length as a full varint.
 
@@ -406,8 +419,11 @@ class QuicCore(QuicConnection):
         buf.push_bytes(frame.data)
         return int(sender.highest_offset - previous)
 
-    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        super().send_stream_data(stream_id, data, end_stream)
+    def send_stream_data(
+        self, stream_id: int, data: bytes | memoryview, end_stream: bool = False
+    ) -> None:
+        # Our streams' senders (ChunkedStreamSender) take views too.
+        super().send_stream_data(stream_id, data, end_stream)  # type: ignore[arg-type]
         # A pending ACK rides on the data packet now rather than alone after the ACK delay:
         # a request/response exchange then costs two datagrams, not four.
         space = self._spaces.get(tls.Epoch.ONE_RTT)
