@@ -17,15 +17,16 @@ What libp2p and a bounded-memory shell need on top of it lives here, still witho
   confirmed (``path_max_datagram_size``, capped by the peer's ``max_udp_payload_size``),
   which needs our own STREAM frame writer (aioquic's writes a 2-byte length); header
   protection copies the packet once (:mod:`~p2pstack.transport.quic.crypto`); a stream's
-  send buffer holds the writers' own bytes (:mod:`~p2pstack.transport.quic.sender`); padding is
-  skipped in one call; the client offers two key shares, not four.
+  send buffer holds the writers' own bytes (:mod:`~p2pstack.transport.quic.sender`);
+  padding is skipped in one call; the client offers two key shares, not four.
 
 aioquic internals are wrapped rather than replaced where possible: ``_write_stream_limits``
 and ``_write_connection_limits`` (aioquic's own "double on arrival" rule is kept out by
 hiding the received offset from it for the duration of the call), ``_initialize``,
 ``_update_traffic_key``, ``_parse_transport_parameters``, ``_get_or_create_stream`` and
-``_get_or_create_stream_for_send``; ``_write_stream_frame`` and ``_handle_padding_frame``
-are our own. The version range in ``pyproject.toml`` pins what
+``_get_or_create_stream_for_send`` (and ``handle_timer``, which settles a loss timer that
+came due without its packet counting as lost); ``_write_stream_frame`` and
+``_handle_padding_frame`` are our own. The version range in ``pyproject.toml`` pins what
 these hooks were written against, and ``tests/transport/test_quic_core.py`` checks them.
 """
 
