@@ -656,6 +656,24 @@ async def test_sender_blocks_on_a_reader_that_reads_nothing(anyio_backend: str) 
             assert peak_unacked <= SEND_BUFFER
 
 
+async def test_a_batch_cut_short_is_sent_in_the_next_pass(anyio_backend: str) -> None:
+    """When the core stops at its send batch, the endpoint marks the connection to send
+    again in its next pass (after reading what came in), rather than leaving the rest
+    for an ACK or a timer to bring out; all of it arrives."""
+    size = 200_000
+    with anyio.fail_after(10):
+        async with connect() as link:
+            opened, accepted = await opened_pair(link)
+            conn, core = link.client, link.client.core
+            core._send_batch = 4 * 1200  # a few datagrams per pass
+            endpoint = conn._endpoint
+            conn._send(opened.stream_id, bytes(size), True)  # queued, nothing sent yet
+            endpoint.transmit(conn)
+            assert core.more_to_send
+            assert conn in endpoint._dirty
+            assert await read_all(accepted) == bytes(size)
+
+
 # ---------------------------------------------------------------------------- hosts
 
 

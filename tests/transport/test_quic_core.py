@@ -41,7 +41,12 @@ from aioquic.quic.stream import QuicStreamSender
 from p2pstack.errors import CertificateError, PeerIDMismatch
 from p2pstack.identity import KeyPair
 from p2pstack.transport.quic import QuicTransport
-from p2pstack.transport.quic.core import HANDSHAKE_TIMEOUT_CODE, TIMER_GRANULARITY, QuicCore
+from p2pstack.transport.quic.core import (
+    HANDSHAKE_TIMEOUT_CODE,
+    SEND_BATCH,
+    TIMER_GRANULARITY,
+    QuicCore,
+)
 from p2pstack.transport.quic.crypto import FastHeaderProtection
 from p2pstack.transport.quic.sender import ChunkedStreamSender
 from p2pstack.transport.quic.tls import Libp2pTlsContext
@@ -136,7 +141,10 @@ class Wire:
     def _transmit(self) -> None:
         self._drain()
         for side, core in self.cores():
-            for data, _ in core.datagrams_to_send(self.now):
+            datagrams = core.datagrams_to_send(self.now)
+            while core.more_to_send:  # the endpoint asks again (time stands still here)
+                datagrams += core.datagrams_to_send(self.now)
+            for data in (data for data, _ in datagrams):
                 self.sent[side].append((self.now, data))
                 lost = self.loss[side] and self._loss_random.random() < self.loss[side]
                 self.dropped[side] += bool(lost)
@@ -589,6 +597,31 @@ def test_a_lossy_transfer_arrives_intact_and_the_sender_lets_go() -> None:
     assert wire.client.unacked(0) == 0
     assert not any(len(chunk) for chunk in sender._chunks)
     assert wire.dropped["client"] and wire.dropped["server"]
+
+
+def test_one_call_sends_at_most_a_batch() -> None:
+    """With a wide congestion window and much to send, datagrams_to_send stops after
+    SEND_BATCH bytes and says there is more; the window is left as it was; calls go on
+    until flow control, not the batch, holds the stream back."""
+    wire = Wire().connected()
+    client = wire.client
+    cc = client._loss._cc
+    cc.congestion_window = 64 * MIB
+    client._loss._pacer.packet_time = None  # no pacing until the next ACK updates it
+    client.send_stream_data(0, bytes(4 * MIB))
+    batches = []
+    while True:
+        sent = sum(len(data) for data, _ in client.datagrams_to_send(wire.now))
+        assert cc.congestion_window == 64 * MIB
+        batches.append(sent)
+        if not client.more_to_send:
+            break
+    assert len(batches) > 2
+    datagram = client._max_datagram_size
+    assert all(SEND_BATCH - datagram < n <= SEND_BATCH + datagram for n in batches[:-1])
+    assert batches[-1] <= SEND_BATCH
+    assert client._streams[0].sender.highest_offset == STREAM_WINDOW  # the peer's credit
+    assert STREAM_WINDOW < sum(batches) < STREAM_WINDOW * 1.05  # with the packets' headers
 
 
 def test_a_loss_timer_due_to_the_ulp_settles_its_packet() -> None:

@@ -12,6 +12,8 @@ What libp2p and a bounded-memory shell need on top of it lives here, still witho
 - limits: ``max_inbound_streams`` concurrent peer-opened bidirectional streams, no
   unidirectional ones (libp2p uses none);
 - a keep-alive PING every ``keepalive_interval`` and a handshake deadline, both on the timer;
+- at most :data:`SEND_BATCH` bytes put in flight per ``datagrams_to_send`` call
+  (``more_to_send`` says when it stopped there), so that the shell reads between batches;
 - speed: ACKs ride on data packets and every second packet is acknowledged at once
   (aioquic waits its 1 ms ACK delay); datagrams grow on loopback once the handshake is
   confirmed (``path_max_datagram_size``, capped by the peer's ``max_udp_payload_size``),
@@ -53,6 +55,12 @@ from p2pstack.transport.quic.tls import Libp2pTlsContext
 NO_ERROR = 0
 #: Close code for a connection whose handshake did not finish in time.
 HANDSHAKE_TIMEOUT_CODE = 0x1
+#: The most one call of ``datagrams_to_send`` puts in flight. With a large congestion window
+#: and a full send buffer, one call could otherwise build megabytes of packets (tens of
+#: milliseconds of CPU) while the peer's packets, a ping's answer say, wait unread; past
+#: this the call stops and sets ``more_to_send``, and the shell reads and lets other tasks
+#: run before it asks again.
+SEND_BATCH = 256 * 1024
 #: The shortest wait the shell's timer can make: the event loops wait in epoll, which
 #: counts in milliseconds, so a timer due sooner fires a millisecond later all the same.
 TIMER_GRANULARITY = 0.001
@@ -93,6 +101,7 @@ class QuicCore(QuicConnection):
         keepalive_interval: float | None = 15.0,
         handshake_timeout: float = 10.0,
         path_max_datagram_size: int = 1200,
+        send_batch: int = SEND_BATCH,
         now: float = 0.0,
     ) -> None:
         configuration.max_stream_data = stream_window
@@ -128,6 +137,9 @@ class QuicCore(QuicConnection):
         self._path_max_datagram_size = path_max_datagram_size
         self._peer_max_udp_payload = 1200
         self._datagrams_pending_growth = path_max_datagram_size > 1200
+        self._send_batch = send_batch
+        #: The last ``datagrams_to_send`` stopped at ``send_batch``: call it again soon.
+        self.more_to_send = False
 
     # ------------------------------------------------------------------ identity
 
@@ -192,7 +204,20 @@ class QuicCore(QuicConnection):
             # Only now: Initial and Handshake packets are padded to the datagram size.
             self._datagrams_pending_growth = False
             self._grow_datagrams(min(self._path_max_datagram_size, self._peer_max_udp_payload))
-        datagrams = super().datagrams_to_send(now)
+        # The batch limit, as a congestion window no larger than what is in flight plus
+        # the batch for the duration of the call (nothing in it changes the window).
+        cc = self._loss._cc
+        window = cc.congestion_window
+        cap = cc.bytes_in_flight + self._send_batch
+        capped = cap < window
+        if capped:
+            cc.congestion_window = cap
+        try:
+            datagrams = super().datagrams_to_send(now)
+        finally:
+            if capped:
+                cc.congestion_window = window
+        self.more_to_send = capped and cc.bytes_in_flight + self._max_datagram_size > cap
         space = self._spaces.get(tls.Epoch.ONE_RTT)
         if space is not None and space.ack_at is None:
             self._unacked_received = 0

@@ -15,6 +15,10 @@ a request, say) write their answers, so that the ACK and the answer leave in one
 Each packet costs aioquic tens of microseconds to build: a handful of small writes made
 back to back (a multistream header, a message, a FIN) now go as one. A connection's
 Initial and its CONNECTION_CLOSE, and what timers produce, go at once (:meth:`transmit`).
+A connection with more to send than one batch (``QuicCore.more_to_send``, see
+:data:`~p2pstack.transport.quic.core.SEND_BATCH`) is marked again: the serving task reads
+what came in and lets the tasks it woke run before it writes the next batch, so a ping's
+answer is not left unread behind megabytes of a bulk transfer.
 
 A datagram the kernel refuses for now (``EAGAIN``) waits in a bounded outbox; past
 :data:`OUTBOX_LIMIT` datagrams are dropped, which QUIC's loss recovery repairs.
@@ -134,7 +138,9 @@ class QuicEndpoint:
                     self._transmit_dirty()
                     if self._stopping:
                         break
-                deadline = self._next_deadline()
+                # A connection with more to send (a batch was cut short) gets it after one
+                # pass: read what came in, let the tasks it wakes run.
+                deadline = -math.inf if self._dirty else self._next_deadline()
                 with anyio.move_on_at(deadline) as scope:
                     self._wait_scope, self._wait_deadline = scope, deadline
                     if self._outbox:
@@ -378,6 +384,8 @@ class QuicEndpoint:
                     self.add_cid(conn, event.connection_id)
         for data, addr in datagrams:
             self._sendto(data, addr)
+        if core.more_to_send:
+            self._dirty[conn] = None  # the next batch, after a look at what came in
         if timer != conn.timer_at:
             conn.timer_at = timer
             if timer is not None:
