@@ -6,8 +6,10 @@ under it, and when many receivers wait at once."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +19,7 @@ import anyio.abc
 import pytest
 
 from p2pstack.errors import StreamReset
-from p2pstack.muxer.yamux.connection import YamuxConnection
+from p2pstack.muxer.yamux.connection import PUMP_MESSAGES, YIELD_AFTER_TURNS, YamuxConnection
 from p2pstack.muxer.yamux.stream import YamuxStream
 from p2pstack.security.noise.stream import NoiseStream
 from p2pstack.testing import noise_stream_pair, tcp_stream_pair
@@ -148,6 +150,48 @@ async def test_many_receivers_each_get_their_own_data(anyio_backend: str) -> Non
                 for seed, (opened, accepted) in enumerate(pairs):
                     tg.start_soon(echo, accepted)
                     tg.start_soon(ask, opened, seed)
+
+
+async def test_a_receiver_whose_data_is_always_there_lets_others_run(anyio_backend: str) -> None:
+    """A bulk reader whose peer keeps the socket full finds data at every turn, without
+    waiting; every YIELD_AFTER_TURNS turns it still gives the other tasks a pass (a
+    ping's handler otherwise stalled behind a transfer). The socket that is never empty
+    is the Noise stream's receive_nowait, handing out a Data frame each time; a real
+    frame wakes whoever waits on the socket. Besides the turns, receives served from
+    what the reader task queued (PUMP_MESSAGES at most) pass no control either."""
+    payload = b"x" * 100
+    receives = 6 * YIELD_AFTER_TURNS
+    with anyio.fail_after(10):
+        async with connections() as (client, server, _):
+            opened, accepted = await stream_pair(client, server)
+            passes = 0
+            stop = anyio.Event()
+
+            async def other_task() -> None:
+                nonlocal passes
+                while not stop.is_set():
+                    passes += 1
+                    await anyio.lowlevel.checkpoint()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(other_task)
+                frame = struct.pack(">BBHII", 0, 0, 0, accepted.stream_id, len(payload))
+                secure: Any = server._secure
+                secure.receive_nowait = lambda: frame + payload
+                try:
+                    await opened.send(b"y")  # the socket turns readable
+                    seen = []
+                    for _ in range(receives):
+                        assert await accepted.receive() == payload
+                        seen.append(passes)
+                finally:
+                    del secure.receive_nowait  # the real socket again
+                stop.set()
+            longest = run = 0
+            for before, after in itertools.pairwise(seen):
+                run = run + 1 if after == before else 0
+                longest = max(longest, run)
+            assert longest <= YIELD_AFTER_TURNS + PUMP_MESSAGES
 
 
 async def test_a_cancelled_reader_leaves_the_role_to_the_reader_task(anyio_backend: str) -> None:

@@ -14,7 +14,9 @@ step, not two (the reader task's, then the receiver's), which is most of the cos
 small round trip. The reader task holds the role whenever no receiver does, so frames are
 handled while nobody reads too; it steps aside once it woke a waiting receiver, and that
 receiver calls it back on its way out. The role is never free with the reader task asleep
-for longer than one scheduler step. ``accept_stream`` with nothing queued also takes one
+for longer than one scheduler step. A receiver that keeps finding data without waiting
+(a bulk transfer whose peer keeps the socket full) gives the other tasks a pass every
+:data:`YIELD_AFTER_TURNS` turns. ``accept_stream`` with nothing queued also takes one
 turn of reading (without waiting) when the role is free: a new connection's first streams,
 which came with the handshake's last message, are accepted without waiting for the reader
 task's first step.
@@ -51,6 +53,9 @@ CLOSE_GRACE = 2.0
 RECEIVE_SIZE = 256 * 1024
 #: Messages one turn of reading handles before it lets other tasks run.
 PUMP_MESSAGES = 64
+#: A receiver reading for itself that found data at once this many times in a row lets
+#: the other tasks run (64 Noise messages: about 4 MiB of a bulk transfer).
+YIELD_AFTER_TURNS = 64
 
 
 class YamuxConnection(MuxedConnection):
@@ -107,6 +112,7 @@ class YamuxConnection(MuxedConnection):
         self._reader_parker = self._lowlevel.parker()
         self._read_failure: Exception | None = None
         self._woke = False  # the last pump woke a waiting receiver
+        self._unyielded = 0  # receiver turns in a row that found data without waiting
         self._cancel: lowlevel.Cancellable | None = None
         self.rtt: float | None = None
         attrs: dict[Any, Callable[[], Any]] = {**secure.extra_attributes}
@@ -343,14 +349,28 @@ class YamuxConnection(MuxedConnection):
                     self._reader_parker.unpark()  # see _read_by_turns: it waits for this
             return
         self._leader = stream
+        ll = self._lowlevel
+        waited = False
         try:
             pump = self._pump
             wait_readable = self._secure.wait_readable  # type: ignore[attr-defined]
-            ll = self._lowlevel
             while True:
                 more = pump(stream)
                 if stream._has_news():
-                    return
+                    if not waited:
+                        # Data that was waiting in the socket came back without a
+                        # scheduler pass. A bulk reader whose peer keeps the socket full
+                        # would thus never let another task run (a ping's handler stalled
+                        # for 0.1-0.5 s behind a transfer): after a few such turns, one
+                        # pass, still holding the role (the reader task would take it, and
+                        # read far ahead).
+                        self._unyielded += 1
+                        if self._unyielded >= YIELD_AFTER_TURNS:
+                            self._unyielded = 0
+                            await ll.cancel_shielded_checkpoint()
+                    break
+                waited = True
+                self._unyielded = 0
                 if more:
                     await ll.checkpoint()
                     continue
@@ -360,7 +380,7 @@ class YamuxConnection(MuxedConnection):
                 finally:
                     self._leader_waiting = False
                 if stream._has_news():  # e.g. another task closed or reset the stream
-                    return
+                    break
         except Exception as exc:
             # The connection's failure: the reader task handles it (and fails the streams).
             if self._read_failure is None:
