@@ -4,6 +4,7 @@ TlsStream over it, and two Hosts that speak only TLS."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from p2pstack.multistream import negotiate as negotiate_module
 from p2pstack.security.noise import Noise
 from p2pstack.security.tls import Tls, TlsStream
 from p2pstack.security.tls.records import take_outgoing
-from p2pstack.testing import memory_stream_pair
+from p2pstack.testing import memory_stream_pair, tcp_stream_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -38,8 +39,9 @@ async def handshake(
     expected: PeerID | None = None,
     dialer_muxers: Sequence[str] = (),
     listener_muxers: Sequence[str] = (),
+    raw: tuple[anyio.abc.ByteStream, anyio.abc.ByteStream] | None = None,
 ) -> tuple[TlsStream, TlsStream]:
-    raw_dialer, raw_listener = memory_stream_pair()
+    raw_dialer, raw_listener = raw if raw is not None else memory_stream_pair()
     out: dict[str, TlsStream] = {}
 
     async def outbound() -> None:
@@ -154,6 +156,35 @@ async def test_data_both_ways_and_eof(anyio_backend: str) -> None:
     await dialer.aclose()
     with pytest.raises(anyio.ClosedResourceError):
         await dialer.receive()
+
+
+async def test_segments_are_sent_in_order_from_where_they_lie(anyio_backend: str) -> None:
+    """send_segments() and send_segments_nowait() (a muxer's headers and by-reference
+    payloads): on a full socket the non-blocking one writes what fits and keeps the rest,
+    later segments queue behind it, flush() writes it; the peer reads everything in
+    order, whatever kind of buffer each segment was."""
+    async with tcp_stream_pair() as (raw_a, raw_b):
+        for raw_stream in (raw_a, raw_b):  # small buffers: the socket fills at once
+            sock = raw_stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        a, b = await handshake(Tls(KeyPair.generate()), Tls(KeyPair.generate()), raw=(raw_a, raw_b))
+        big = bytes(range(256)) * 1000
+        segments: list[Any] = [bytearray(b"header"), big, memoryview(big)[7:70_007]]
+        later: list[Any] = [b"tail" * 10_000]
+        expected = b"".join(bytes(x) for x in segments + later)
+        assert not a.send_segments_nowait(segments)
+        assert a.unsent > 0
+        assert not a.send_segments_nowait(later)  # behind the unsent bytes
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(a.flush)
+                assert await receive_exactly(b, len(expected)) == expected
+            assert a.unsent == 0
+            more: list[Any] = [bytearray(b"h2"), big, memoryview(b"end")]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(a.send_segments, more)
+                assert await receive_exactly(b, len(big) + 5) == b"h2" + big + b"end"
 
 
 async def test_raw_eof_without_close_notify_reads_as_end(anyio_backend: str) -> None:

@@ -59,9 +59,12 @@ class TlsStream(SecureStream):
     call an attack, but libp2p peers close that way, and the Noise stream reads it alike).
     A record that fails raises :class:`TlsRecordError` and breaks the stream.
     ``send`` encrypts and writes; cancelled mid-write, the stream is broken from then on.
-    ``send_eof`` sends close_notify and half-closes the raw stream; TLS 1.3 lets us go on
-    reading. ``aclose`` sends close_notify (shielded, bounded) when it can, then closes the
-    raw stream.
+    For a muxer's writer, ``send_nowait`` writes what the socket takes at once and keeps the
+    rest (as ciphertext) for ``flush``; ``send_segments`` and ``send_segments_nowait`` take
+    several buffers (frame headers, payloads kept by reference) and encrypt each from where
+    it lies, without joining them first. ``send_eof`` sends close_notify and half-closes
+    the raw stream; TLS 1.3 lets us go on reading. ``aclose`` sends close_notify
+    (shielded, bounded) when it can, then closes the raw stream.
     """
 
     def __init__(
@@ -187,23 +190,32 @@ class TlsStream(SecureStream):
         """Encrypt and write ``item``. Cancelled before it starts, nothing is sent; cancelled
         while the raw stream is full, part of a record may have gone out and the stream is
         broken from then on."""
+        await self.send_segments([item])
+
+    async def send_segments(self, segments: list[Any]) -> None:
+        """:meth:`send` for several buffers, one after the other (a muxer's frame headers
+        and the payloads it keeps by reference), each encrypted from where it lies: no
+        joined copy first. Same cancellation rule as :meth:`send`."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         with self._send_guard:
             self._check_send()
-            view = memoryview(item)
             async with self._write_lock:
                 try:
                     if self._unsent:
                         await self._raw.send(self._take_unsent())
-                    while True:
-                        self._check_send()
-                        chunk = view[:SEND_CHUNK]
-                        view = view[SEND_CHUNK:]
-                        if chunk:
+                    encrypted = 0
+                    for segment in segments:
+                        view = memoryview(segment)
+                        while view:
+                            self._check_send()
+                            chunk = view[:SEND_CHUNK]
+                            view = view[SEND_CHUNK:]
                             write_all(self._conn, chunk)
-                        await self._send_ciphertext()
-                        if not view:
-                            return
+                            encrypted += len(chunk)
+                            if encrypted >= SEND_CHUNK:
+                                await self._send_ciphertext()
+                                encrypted = 0
+                    await self._send_ciphertext()
                 except anyio.get_cancelled_exc_class():
                     self._send_broken = True
                     raise
@@ -236,6 +248,11 @@ class TlsStream(SecureStream):
         except SSL.Error as exc:
             self._send_broken = True
             raise anyio.BrokenResourceError(f"tls send failed: {exc}") from exc
+        return self._write_taken()
+
+    def _write_taken(self) -> bool:
+        """Write the ciphertext OpenSSL produced, what the socket takes now; keep the rest
+        for :meth:`flush`. Whether everything went."""
         out = take_view(self._conn)  # used before any await: no copy unless kept
         if self._unsent is not None or self._write_lock.locked() or self._try_send is None:
             if self._unsent is None:
@@ -247,6 +264,19 @@ class TlsStream(SecureStream):
             return True
         self._unsent = bytearray(out[sent:])
         return False
+
+    def send_segments_nowait(self, segments: list[Any]) -> bool:
+        """:meth:`send_nowait` for several buffers (a muxer's frame headers and the
+        payloads it keeps by reference), each encrypted from where it lies: no joined
+        copy first."""
+        self._check_send()
+        try:
+            for segment in segments:
+                write_all(self._conn, segment)
+        except SSL.Error as exc:
+            self._send_broken = True
+            raise anyio.BrokenResourceError(f"tls send failed: {exc}") from exc
+        return self._write_taken()
 
     @property
     def unsent(self) -> int:
