@@ -144,7 +144,7 @@ class Wire:
             datagrams = core.datagrams_to_send(self.now)
             while core.more_to_send:  # the endpoint asks again (time stands still here)
                 datagrams += core.datagrams_to_send(self.now)
-            for data in (data for data, _ in datagrams):
+            for data, _ in datagrams:
                 self.sent[side].append((self.now, data))
                 lost = self.loss[side] and self._loss_random.random() < self.loss[side]
                 self.dropped[side] += bool(lost)

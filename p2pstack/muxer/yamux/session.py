@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from p2pstack.errors import LocalProtocolError, RemoteProtocolError, ResourceLimitExceeded
+from p2pstack.framing.views import byte_view
 from p2pstack.muxer.yamux.frame import (
     ALL_FLAGS,
     DEFAULT_MAX_FRAME_DATA,
@@ -290,9 +291,7 @@ class YamuxSession:
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
         """Frame as much of ``data`` as the send window allows; return how many bytes."""
         st = self._writable(stream_id)
-        view = memoryview(data)
-        if view.itemsize != 1 or not view.c_contiguous:
-            view = memoryview(view.tobytes())  # count and frame bytes, not items
+        view = byte_view(data)  # count and frame bytes, not items
         n = min(len(view), st.send_window)
         if n <= 0:
             return 0

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from p2pstack.errors import StreamReset
+from p2pstack.framing.views import byte_view
 from p2pstack.muxer.buffered import BufferedStream
 from p2pstack.muxer.yamux.frame import DEFAULT_MAX_REFERENCED_FRAME_DATA
 
@@ -77,9 +78,7 @@ class YamuxStream(BufferedStream):
         self._sending = True
         try:
             await self._lowlevel.checkpoint_if_cancelled()
-            view = memoryview(item)
-            if view.itemsize != 1 or not view.c_contiguous:
-                view = memoryview(view.tobytes())  # send its bytes, not its items
+            view = byte_view(item)  # send its bytes, not its items
             conn = self._conn
             gave_way = False
             while True:

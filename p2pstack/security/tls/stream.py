@@ -22,6 +22,7 @@ import anyio.lowlevel
 from OpenSSL import SSL
 
 from p2pstack.errors import RemoteProtocolError
+from p2pstack.framing.views import byte_view
 from p2pstack.identity import PeerID, PublicKey
 from p2pstack.multistream import unwrap
 from p2pstack.security.abc import SecureStream
@@ -205,7 +206,7 @@ class TlsStream(SecureStream):
                         await self._raw.send(self._take_unsent())
                     encrypted = 0
                     for segment in segments:
-                        view = memoryview(segment)
+                        view = byte_view(segment)  # its bytes, not its items
                         while view:
                             self._check_send()
                             chunk = view[:SEND_CHUNK]
@@ -242,28 +243,7 @@ class TlsStream(SecureStream):
         """Encrypt ``data`` and write what the socket accepts now, without waiting.
         Returns ``True`` when everything went out; else the rest waits for :meth:`flush`
         (or the next send), ahead of anything written later."""
-        self._check_send()
-        try:
-            write_all(self._conn, data)
-        except SSL.Error as exc:
-            self._send_broken = True
-            raise anyio.BrokenResourceError(f"tls send failed: {exc}") from exc
-        return self._write_taken()
-
-    def _write_taken(self) -> bool:
-        """Write the ciphertext OpenSSL produced, what the socket takes now; keep the rest
-        for :meth:`flush`. Whether everything went."""
-        out = take_view(self._conn)  # used before any await: no copy unless kept
-        if self._unsent is not None or self._write_lock.locked() or self._try_send is None:
-            if self._unsent is None:
-                self._unsent = bytearray()
-            self._unsent += out
-            return False
-        sent = self._try_send(out)
-        if sent == len(out):
-            return True
-        self._unsent = bytearray(out[sent:])
-        return False
+        return self.send_segments_nowait([byte_view(data)])
 
     def send_segments_nowait(self, segments: list[Any]) -> bool:
         """:meth:`send_nowait` for several buffers (a muxer's frame headers and the
@@ -276,7 +256,17 @@ class TlsStream(SecureStream):
         except SSL.Error as exc:
             self._send_broken = True
             raise anyio.BrokenResourceError(f"tls send failed: {exc}") from exc
-        return self._write_taken()
+        out = take_view(self._conn)  # used before any await: no copy unless kept
+        if self._unsent is not None or self._write_lock.locked() or self._try_send is None:
+            if self._unsent is None:
+                self._unsent = bytearray()
+            self._unsent += out
+            return False
+        sent = self._try_send(out)
+        if sent == len(out):
+            return True
+        self._unsent = bytearray(out[sent:])
+        return False
 
     @property
     def unsent(self) -> int:

@@ -24,6 +24,8 @@ from aioquic.quic.packet import QuicStreamFrame
 from aioquic.quic.packet_builder import QuicDeliveryState
 from aioquic.quic.stream import QuicStreamSender
 
+from p2pstack.framing.views import byte_view
+
 #: Released chunks are dropped from the front of the lists once this many have gathered
 #: (and they are at least half of them): a list's front deletion moves what is left.
 _COMPACT_AFTER = 32
@@ -32,14 +34,10 @@ _RELEASED = memoryview(b"")
 
 
 def _immutable(data: Any) -> memoryview:
-    """A read-only byte view of ``data`` that nobody can change under us: a view of a
-    ``bytes`` object (or of one a view already shows) as it is, anything else copied."""
-    if isinstance(data, bytes):
-        return memoryview(data)
-    if isinstance(data, memoryview) and isinstance(data.obj, bytes):
-        if data.itemsize == 1 and data.c_contiguous:
-            return data
-    return memoryview(memoryview(data).tobytes())
+    """A byte view of ``data`` that nobody can change under us: of a ``bytes`` object (or
+    of one a view already shows) as it is, of a copy of anything else."""
+    view = byte_view(data)
+    return view if isinstance(view.obj, bytes) else memoryview(view.tobytes())
 
 
 class ChunkedStreamSender(QuicStreamSender):

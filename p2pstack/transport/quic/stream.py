@@ -23,6 +23,7 @@ import anyio
 import anyio.lowlevel
 
 from p2pstack.errors import StreamReset
+from p2pstack.framing.views import byte_view
 from p2pstack.muxer.buffered import BufferedStream
 
 if TYPE_CHECKING:
@@ -95,9 +96,7 @@ class QuicStream(BufferedStream):
         self._sending = True
         try:
             await self._lowlevel.checkpoint_if_cancelled()
-            view = memoryview(item)
-            if view.itemsize != 1 or not view.c_contiguous:
-                view = memoryview(view.tobytes())  # send its bytes, not its items
+            view = byte_view(item)  # send its bytes, not its items
             conn = self._conn
             waited = False
             while True:
