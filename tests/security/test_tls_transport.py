@@ -187,6 +187,15 @@ async def test_segments_are_sent_in_order_from_where_they_lie(anyio_backend: str
                 assert await receive_exactly(b, len(big) + 5) == b"h2" + big + b"end"
 
 
+async def test_a_view_of_wider_items_is_sent_as_its_bytes(anyio_backend: str) -> None:
+    dialer, listener = await handshake(Tls(KeyPair.generate()), Tls(KeyPair.generate()))
+    data = bytes(range(64))
+    await dialer.send(memoryview(data).cast("I"))  # 16 items of 4 bytes
+    dialer.send_nowait(memoryview(data)[::2])  # strided; what the stream cannot take waits
+    await dialer.flush()
+    assert await receive_exactly(listener, 96) == data + data[::2]
+
+
 async def test_raw_eof_without_close_notify_reads_as_end(anyio_backend: str) -> None:
     dialer, listener = await handshake(Tls(KeyPair.generate()), Tls(KeyPair.generate()))
     await dialer.send(b"last")
